@@ -1,0 +1,504 @@
+"""The batch engine: find images, tag them in full batches, write caption files.
+
+It streams. Paths are found lazily, images are decoded and preprocessed by a small thread pool a
+bounded number of images ahead of the model, the model runs full batches, and each image's files
+are written as soon as its batch is done. Memory therefore does not grow with the size of the
+folder. One bad image never stops the run: it is reported with its reason and counted.
+
+The engine knows nothing about the command line, the webui or HTTP: they pass a progress
+callback and a cancel event.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tagger.errors import ImageLoadError, OptionsError
+from tagger.image import is_image_path, load_image
+from tagger.options import BatchOptions, TagOptions
+from tagger.tags import TagResult, caption_tags, top_rating
+from tagger.writers import Manifest, atomic_write_text, merge_caption, rounded, sidecar_json
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+log = logging.getLogger("tagger")
+
+GLOB_CHARS = frozenset("*?[")
+MAX_FAILURES_KEPT = 10_000
+
+
+class BatchModel(Protocol):
+    """What the engine needs from a model (``WD14Tagger`` is one)."""
+
+    @property
+    def fixed_batch(self) -> int | None: ...
+
+    @property
+    def active_providers(self) -> list[str]: ...
+
+    def load(self) -> Any: ...
+
+    def preprocess(self, image: Image.Image) -> np.ndarray: ...
+
+    def forward(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def postprocess(self, scores: np.ndarray, options: TagOptions) -> TagResult: ...
+
+
+# -- finding images ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image to tag: its path, the folder its outputs mirror from, and a reason not to."""
+
+    path: Path
+    root: Path
+    conflict: str | None = None
+
+
+def _has_glob(text: str) -> bool:
+    """True when an input contains glob characters."""
+    return any(char in GLOB_CHARS for char in text)
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder before the first glob component of a pattern (outputs mirror from it)."""
+    parts = Path(pattern).parts
+    fixed: list[str] = []
+    for part in parts:
+        if _has_glob(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path()
+
+
+def check_inputs(inputs: Sequence[str | os.PathLike[str]]) -> None:
+    """Refuse inputs that are neither existing paths nor glob patterns (a usage error)."""
+    if not inputs:
+        raise OptionsError("no input given: pass image files, folders or glob patterns")
+    for item in inputs:
+        text = os.fspath(item)
+        if not _has_glob(text) and not os.path.lexists(text):
+            raise OptionsError(f"input {text!r} does not exist (pass a file, folder or glob)")
+
+
+def _walk(
+    folder: Path, root: Path, recursive: bool, seen: set[tuple[int, int]]
+) -> Iterator[ImageItem]:
+    """Yield the images of one folder in name order, then (if recursive) its sub-folders.
+
+    Hidden entries (names starting with ".") are skipped. Folders reached twice (symlink loops)
+    are visited once. Two images with the same stem in one folder would write the same caption
+    file: the second is yielded with a conflict reason instead of overwriting the first.
+    """
+    try:
+        info = folder.stat()
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", folder, exc.strerror or exc)
+        return
+    subfolders: list[Path] = []
+    stems: dict[str, str] = {}
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            subfolders.append(Path(entry.path))
+            continue
+        if not is_image_path(entry.name):
+            continue
+        path = Path(entry.path)
+        stem = path.stem.casefold()
+        first = stems.setdefault(stem, entry.name)
+        conflict = None
+        if first != entry.name:
+            conflict = f"has the same name as {first}, whose caption file it would overwrite"
+        yield ImageItem(path, root, conflict)
+    if recursive:
+        for sub in subfolders:
+            yield from _walk(sub, root, recursive, seen)
+
+
+def find_images(
+    inputs: Sequence[str | os.PathLike[str]], recursive: bool = False
+) -> Iterator[ImageItem]:
+    """Yield every image named by ``inputs`` (files, folders, glob patterns), each once.
+
+    A folder's outputs mirror from the folder itself; a file's from its own folder; a glob's from
+    the part of the pattern before the first wildcard. ``**`` in a glob matches sub-folders when
+    ``recursive`` is set.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[Path] = set()
+    for item in inputs:
+        text = os.fspath(item)
+        if _has_glob(text):
+            root = _glob_root(text)
+            for match in sorted(glob.iglob(text, recursive=recursive)):
+                path = Path(match)
+                if path.is_dir():
+                    yield from _walk(path, root, recursive, seen_dirs)
+                elif is_image_path(path.name) and path not in seen_files:
+                    seen_files.add(path)
+                    yield ImageItem(path, root)
+        else:
+            path = Path(text)
+            if path.is_dir():
+                yield from _walk(path, path, recursive, seen_dirs)
+            elif path not in seen_files:
+                seen_files.add(path)
+                yield ImageItem(path, path.parent)
+
+
+def count_images(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False) -> int:
+    """Count the images ``find_images`` would yield (a cheap walk, for progress totals)."""
+    return sum(1 for _ in find_images(inputs, recursive))
+
+
+# -- where outputs go ------------------------------------------------------------------------
+
+
+def normalize_extension(extension: str) -> str:
+    """Return a caption extension with its leading dot.
+
+    >>> normalize_extension("caption"), normalize_extension(".txt")
+    ('.caption', '.txt')
+    """
+    text = extension.strip()
+    if not text or text in {".", ".."} or "/" in text or "\\" in text:
+        raise OptionsError(f"caption extension {extension!r} is not a file extension (e.g. .txt)")
+    return text if text.startswith(".") else f".{text}"
+
+
+def output_base(image: Path, root: Path, output_dir: Path | None) -> Path:
+    """The path of an image's outputs without extension: beside it, or mirrored under output_dir.
+
+    >>> output_base(Path("in/a/b.png"), Path("in"), Path("out")).as_posix()
+    'out/a/b'
+    >>> output_base(Path("in/a/b.png"), Path("in"), None).as_posix()
+    'in/a/b'
+    """
+    if output_dir is None:
+        return image.with_suffix("")
+    try:
+        relative = image.relative_to(root)
+    except ValueError:
+        relative = Path(image.name)
+    return output_dir / relative.with_suffix("")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The files one image produces."""
+
+    caption: Path
+    json: Path | None
+
+
+# -- results ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """A snapshot passed to the progress callback after each image."""
+
+    done: int
+    total: int | None
+    written: int
+    skipped: int
+    failed: int
+    current: Path | None
+
+
+@dataclass
+class Summary:
+    """What a run did."""
+
+    found: int = 0
+    written: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed_count: int = 0
+    tagged: int = 0
+    elapsed: float = 0.0
+    cancelled: bool = False
+    tag_counts: Counter[str] = field(default_factory=Counter)
+    batch_size: int = 1
+    providers: list[str] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        """Images run through the model per second of wall time."""
+        return self.tagged / self.elapsed if self.elapsed > 0 else 0.0
+
+    def most_common(self, count: int = 20) -> list[tuple[str, int]]:
+        """The most frequent tags written in this run."""
+        return self.tag_counts.most_common(count)
+
+    def add_failure(self, path: Path | str, reason: str) -> None:
+        """Record a failed image (the first MAX_FAILURES_KEPT keep their reasons)."""
+        self.failed_count += 1
+        if len(self.failed) < MAX_FAILURES_KEPT:
+            self.failed.append((str(path), reason))
+
+
+ProgressCallback = Callable[[Progress], None]
+FailureCallback = Callable[[Path, str], None]
+
+
+# -- the engine -------------------------------------------------------------------------------
+
+
+def default_batch_size(model: BatchModel) -> int:
+    """Batch size for the device: the model's fixed size, 1 on the CPU, 32 on a GPU."""
+    if model.fixed_batch:
+        return model.fixed_batch
+    on_gpu = any(p != "CPUExecutionProvider" for p in model.active_providers)
+    return 32 if on_gpu else 1
+
+
+def default_workers() -> int:
+    """Decode threads: enough to keep ahead of the model without taking its cores."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def _decode(item: ImageItem, model: BatchModel, max_pixels: int) -> np.ndarray:
+    """Load and preprocess one image (runs in a worker thread)."""
+    image = load_image(item.path, max_pixels=max_pixels)
+    return model.preprocess(image)
+
+
+class BatchRun:
+    """One run over a set of inputs. Use ``run()``; ``cancel`` stops after the current batch."""
+
+    def __init__(
+        self,
+        inputs: Sequence[str | os.PathLike[str]],
+        model: BatchModel,
+        tag_options: TagOptions | None = None,
+        batch_options: BatchOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+        on_failure: FailureCallback | None = None,
+        cancel: threading.Event | None = None,
+        total: int | None = None,
+    ) -> None:
+        self.inputs = list(inputs)
+        self.model = model
+        self.tag_options = tag_options or TagOptions()
+        self.options = batch_options or BatchOptions()
+        self.progress = progress
+        self.on_failure = on_failure
+        self.cancel = cancel or threading.Event()
+        self.total = total
+        self.extension = normalize_extension(self.options.caption_extension)
+        if self.options.write_json and self.extension == ".json":
+            raise OptionsError("caption extension .json would collide with --json sidecars")
+        self.output_dir = Path(self.options.output_dir) if self.options.output_dir else None
+        self.summary = Summary()
+        self.manifest: Manifest | None = None
+
+    # -- planning ----------------------------------------------------------------------------
+    def targets(self, item: ImageItem) -> Targets:
+        """The files this image would produce."""
+        base = output_base(item.path, item.root, self.output_dir)
+        caption = base.with_name(base.name + self.extension)
+        json_path = base.with_name(base.name + ".json") if self.options.write_json else None
+        return Targets(caption, json_path)
+
+    def is_done(self, item: ImageItem, targets: Targets) -> bool:
+        """True when ``skip`` applies and every requested output is already there."""
+        if self.options.on_existing != "skip" or not targets.caption.exists():
+            return False
+        if targets.json is not None and not targets.json.exists():
+            return False
+        return not (
+            self.manifest is not None
+            and self.manifest.file_name(item.path) not in self.manifest.done
+        )
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self, item: ImageItem, targets: Targets, result: TagResult) -> None:
+        """Write one image's outputs: JSON sidecar, caption file, manifest line, in that order."""
+        policy = self.options.on_existing
+        tags = caption_tags(result, self.tag_options)
+        separator = self.tag_options.separator
+        if targets.json is not None and not (policy == "skip" and targets.json.exists()):
+            record = {
+                "rating": rounded(result.rating),
+                "character": rounded(result.character),
+                "general": rounded(result.general),
+            }
+            atomic_write_text(targets.json, sidecar_json(record))
+        text = separator.join(tags)
+        if targets.caption.exists() and policy != "overwrite":
+            if policy in ("append", "prepend"):
+                existing = targets.caption.read_text(encoding="utf-8", errors="replace")
+                text = merge_caption(existing, tags, policy, separator)
+                atomic_write_text(targets.caption, text + "\n")
+        else:
+            atomic_write_text(targets.caption, text + "\n")
+        if self.manifest is not None:
+            self.manifest.write(
+                {
+                    "file_name": self.manifest.file_name(item.path),
+                    "text": text,
+                    "rating": top_rating(result.rating),
+                    "character": list(result.character),
+                    "general": list(result.general),
+                }
+            )
+        self.summary.tag_counts.update(result.character.keys())
+        self.summary.tag_counts.update(result.general.keys())
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _report(self, current: Path | None) -> None:
+        """Send a progress snapshot to the callback."""
+        if self.progress is None:
+            return
+        s = self.summary
+        done = s.written + s.skipped + s.failed_count
+        self.progress(Progress(done, self.total, s.written, s.skipped, s.failed_count, current))
+
+    def _fail(self, path: Path, reason: str) -> None:
+        """Record and report a failed image."""
+        self.summary.add_failure(path, reason)
+        log.debug("failed %s: %s", path, reason)
+        if self.on_failure is not None:
+            self.on_failure(path, reason)
+        self._report(path)
+
+    def _pending(
+        self, pool: ThreadPoolExecutor
+    ) -> Iterator[tuple[ImageItem, Targets, Future[Any] | None]]:
+        """Yield (item, targets, future) in input order; future is None for images not to tag."""
+        for item in find_images(self.inputs, self.options.recursive):
+            self.summary.found += 1
+            if item.conflict is not None:
+                yield item, self.targets(item), None
+                continue
+            targets = self.targets(item)
+            if self.is_done(item, targets):
+                yield item, targets, None
+                continue
+            yield item, targets, pool.submit(_decode, item, self.model, self.options.max_pixels)
+
+    def run(self) -> Summary:
+        """Tag every input image and return the summary."""
+        start = time.perf_counter()
+        self.model.load()
+        batch_size = self.options.batch_size or default_batch_size(self.model)
+        fixed = self.model.fixed_batch
+        if fixed and batch_size % fixed:
+            log.warning("the model runs batches of %d; using batch size %d", fixed, fixed)
+            batch_size = fixed
+        self.summary.batch_size = batch_size
+        self.summary.providers = list(self.model.active_providers)
+        workers = self.options.workers or default_workers()
+        ahead = batch_size * 2 + workers
+        if self.options.jsonl:
+            self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
+        batch: list[tuple[ImageItem, Targets, np.ndarray]] = []
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="tagger-decode") as pool:
+                pending = self._pending(pool)
+                window: deque[tuple[ImageItem, Targets, Future[Any] | None]] = deque()
+                exhausted = False
+                while not self.cancel.is_set():
+                    while not exhausted and len(window) < ahead:
+                        try:
+                            window.append(next(pending))
+                        except StopIteration:
+                            exhausted = True
+                    if not window:
+                        break
+                    item, targets, future = window.popleft()
+                    if future is None:
+                        if item.conflict is not None:
+                            self._fail(item.path, item.conflict)
+                        else:
+                            self.summary.skipped += 1
+                            self._report(item.path)
+                        continue
+                    try:
+                        batch.append((item, targets, future.result()))
+                    except ImageLoadError as exc:
+                        self._fail(item.path, exc.reason)
+                        continue
+                    except Exception as exc:
+                        self._fail(item.path, f"{type(exc).__name__}: {exc}")
+                        continue
+                    if len(batch) == batch_size:
+                        self._run_batch(batch)
+                        batch = []
+                if batch and not self.cancel.is_set():
+                    self._run_batch(batch)
+                    batch = []
+                if self.cancel.is_set():
+                    self.summary.cancelled = True
+                    for _, _, future in window:
+                        if future is not None:
+                            future.cancel()
+        finally:
+            if self.manifest is not None:
+                self.manifest.close()
+            self.summary.elapsed = time.perf_counter() - start
+        return self.summary
+
+    def _run_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
+        """Run the model on a batch and write each image's outputs."""
+        import numpy as np
+
+        try:
+            scores = self.model.forward(np.stack([array for _, _, array in batch]))
+        except Exception as exc:
+            if len(batch) == 1:
+                item = batch[0][0]
+                self._fail(item.path, f"the model failed on it: {type(exc).__name__}: {exc}")
+                return
+            log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
+            for one in batch:
+                self._run_batch([one])
+            return
+        self.summary.tagged += len(batch)
+        for (item, targets, _), row in zip(batch, scores, strict=True):
+            try:
+                result = self.model.postprocess(row, self.tag_options)
+                self.write(item, targets, result)
+            except OSError as exc:
+                self._fail(item.path, f"cannot write output: {exc.strerror or exc}")
+                continue
+            self.summary.written += 1
+            self._report(item.path)
+
+
+def run_batch(
+    inputs: Sequence[str | os.PathLike[str]],
+    model: BatchModel,
+    tag_options: TagOptions | None = None,
+    batch_options: BatchOptions | None = None,
+    **kwargs: Any,
+) -> Summary:
+    """Tag ``inputs`` with ``model`` and write the outputs; see ``BatchRun``."""
+    return BatchRun(inputs, model, tag_options, batch_options, **kwargs).run()

@@ -1,0 +1,473 @@
+"""The command line: ``tagger tag``, ``tagger models`` (also ``python -m tagger``).
+
+Flag names follow kohya-ss sd-scripts' ``tag_images_by_wd14_tagger.py`` where the idea is the
+same (``--general-threshold``, ``--undesired-tags``, ``--caption-extension``...), so dataset
+builders can switch without relearning. Exit status: 0 when every image was written (or already
+done), 1 when some images failed, 2 when the run could not start (bad arguments, unknown or
+unavailable model), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from tagger import __version__
+from tagger.errors import TaggerError
+from tagger.options import BatchOptions, TagOptions, dump, field_names, parse
+
+log = logging.getLogger("tagger")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma-separated list, dropping blanks.
+
+    >>> split_list("1girl, solo,,  smile ")
+    ['1girl', 'solo', 'smile']
+    """
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_replacements(text: str) -> dict[str, str]:
+    """Parse kohya's ``--tag-replacement`` syntax: ``src,dst;src2,dst2`` (``\\,`` ``\\;`` escape).
+
+    >>> parse_replacements("cat ears,animal ears;a\\\\,b,c")
+    {'cat ears': 'animal ears', 'a,b': 'c'}
+    """
+    pairs: dict[str, str] = {}
+    for chunk in _split_escaped(text, ";"):
+        if not chunk.strip():
+            continue
+        parts = _split_escaped(chunk, ",")
+        if len(parts) != 2:
+            raise argparse.ArgumentTypeError(
+                f"tag replacement {chunk!r} is not 'source,replacement' (escape commas as \\,)"
+            )
+        source, target = (_unescape(p).strip() for p in parts)
+        if not source:
+            raise argparse.ArgumentTypeError(f"tag replacement {chunk!r} has an empty source")
+        pairs[source] = target
+    return pairs
+
+
+def _split_escaped(text: str, separator: str) -> list[str]:
+    """Split on ``separator`` unless it is preceded by a backslash (escapes are kept)."""
+    parts, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            current.append("\\" + char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == separator:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if escaped:
+        current.append("\\")
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str) -> str:
+    """Remove the backslash of ``\\,`` and ``\\;``."""
+    return text.replace("\\,", ",").replace("\\;", ";")
+
+
+def _probability(text: str) -> float:
+    """argparse type: a float in 0..1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _describe(model: type, name: str) -> str:
+    """The field's description and default, for --help."""
+    info = model.model_fields[name] if hasattr(model, "model_fields") else model.__fields__[name]
+    description = getattr(info, "description", None) or info.field_info.description
+    default = dump(model())[name]
+    return f"{description} (default: {default!r})" if default not in ([], {}, None) else description
+
+
+def _add_tag_options(parser: argparse.ArgumentParser) -> None:
+    """Flags for every TagOptions field (dest = the field name)."""
+    d = lambda name: _describe(TagOptions, name)  # noqa: E731
+    g = parser.add_argument_group("tags (how scores become caption text)")
+    g.add_argument("--general-threshold", type=_probability, help=d("general_threshold"))
+    g.add_argument("--character-threshold", type=_probability, help=d("character_threshold"))
+    g.add_argument(
+        "--thresh",
+        type=_probability,
+        help="Default for both thresholds when they are not given (kohya's --thresh).",
+    )
+    g.add_argument("--mcut-general", action="store_true", default=None, help=d("mcut_general"))
+    g.add_argument("--mcut-character", action="store_true", default=None, help=d("mcut_character"))
+    g.add_argument("--character-mcut-floor", type=_probability, help=d("character_mcut_floor"))
+    g.add_argument("--max-tags", type=_non_negative, help=d("max_tags"))
+    g.add_argument(
+        "--undesired-tags",
+        "--exclude-tags",
+        dest="exclude_tags",
+        type=split_list,
+        help=d("exclude_tags") + " Comma-separated.",
+    )
+    g.add_argument("--keep-tags", type=split_list, help=d("keep_tags") + " Comma-separated.")
+    g.add_argument(
+        "--additional-tags",
+        "--add-tags",
+        dest="additional_tags",
+        type=split_list,
+        help=d("additional_tags") + " Comma-separated.",
+    )
+    g.add_argument(
+        "--tag-replacement",
+        dest="replace_tags",
+        type=parse_replacements,
+        help="Replace tags: 'source,replacement;source2,replacement2' (escape , and ; with \\).",
+    )
+    g.add_argument(
+        "--always-first-tags", type=split_list, help=d("always_first_tags") + " Comma-separated."
+    )
+    g.add_argument(
+        "--character-tags-first",
+        action="store_true",
+        default=None,
+        help=d("character_tags_first"),
+    )
+    g.add_argument(
+        "--use-rating-tags",
+        dest="rating_tag",
+        action="store_const",
+        const="first",
+        help="Write the most likely rating tag first.",
+    )
+    g.add_argument(
+        "--use-rating-tags-as-last-tag",
+        dest="rating_tag",
+        action="store_const",
+        const="last",
+        help="Write the most likely rating tag last.",
+    )
+    g.add_argument(
+        "--remove-underscore",
+        dest="replace_underscores",
+        action="store_true",
+        default=None,
+        help=d("replace_underscores"),
+    )
+    g.add_argument(
+        "--keep-underscore",
+        dest="replace_underscores",
+        action="store_false",
+        help="Write tags with underscores, as the model names them.",
+    )
+    g.add_argument(
+        "--escape-brackets", action="store_true", default=None, help=d("escape_brackets")
+    )
+    g.add_argument(
+        "--weights",
+        dest="include_weights",
+        action="store_true",
+        default=None,
+        help=d("include_weights"),
+    )
+    g.add_argument("--order", choices=["confidence", "alphabetical", "model"], help=d("order"))
+    g.add_argument("--caption-separator", dest="separator", help=d("separator"))
+
+
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """Flags for every BatchOptions field (dest = the field name)."""
+    d = lambda name: _describe(BatchOptions, name)  # noqa: E731
+    g = parser.add_argument_group("batch (which files are read and written)")
+    g.add_argument("--recursive", action="store_true", default=None, help=d("recursive"))
+    g.add_argument("--output-dir", help=d("output_dir"))
+    g.add_argument("--caption-extension", help=d("caption_extension"))
+    g.add_argument(
+        "--on-existing", choices=["skip", "overwrite", "append", "prepend"], help=d("on_existing")
+    )
+    g.add_argument(
+        "--append-tags",
+        dest="on_existing",
+        action="store_const",
+        const="append",
+        help="Same as --on-existing append (kohya's flag).",
+    )
+    g.add_argument(
+        "--json", dest="write_json", action="store_true", default=None, help=d("write_json")
+    )
+    g.add_argument("--jsonl", metavar="FILE", help=d("jsonl"))
+    g.add_argument("--batch-size", type=_non_negative, help=d("batch_size"))
+    g.add_argument("--workers", type=_non_negative, help=d("workers"))
+    g.add_argument("--max-pixels", type=_non_negative, help=d("max_pixels"))
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Flags that choose the model and where it runs."""
+    from tagger.registry import DEFAULT_MODEL
+
+    g = parser.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"Registry key, local model name or model folder (default: {DEFAULT_MODEL}).",
+    )
+    g.add_argument(
+        "--models-dir",
+        action="append",
+        metavar="DIR",
+        help="Folder of local model folders (repeatable; default: $TAGGER_MODELS_DIR and models/).",
+    )
+    g.add_argument(
+        "--hf-cache",
+        metavar="DIR",
+        help="Hugging Face cache folder for registry models (default: $TAGGER_HF_CACHE or HF's).",
+    )
+    g.add_argument("--revision", help="Hub revision to use instead of the pinned one.")
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="Execution providers: auto, cpu, cuda, rocm, directml, coreml, openvino, tensorrt "
+        "(comma-separated for several). A requested GPU that cannot run is an error.",
+    )
+    g.add_argument("--device-id", type=_non_negative, default=0, help="GPU index (default 0).")
+    g.add_argument(
+        "--threads",
+        type=_non_negative,
+        default=0,
+        help="onnxruntime intra-op threads (default 0: onnxruntime decides).",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tagger`` command."""
+    parser = argparse.ArgumentParser(
+        prog="tagger", description="Tag images with WD14 taggers and write caption files."
+    )
+    parser.add_argument("--version", action="version", version=f"tagger {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tag = sub.add_parser(
+        "tag",
+        help="tag images and write <stem>.txt beside each (or under --output-dir)",
+        description="Tag images (files, folders, glob patterns) and write caption files.",
+    )
+    tag.add_argument("paths", nargs="+", metavar="PATH", help="Image files, folders or globs.")
+    _add_model_options(tag)
+    _add_tag_options(tag)
+    _add_batch_options(tag)
+    tag.add_argument("--no-progress", action="store_true", help="No progress bar.")
+    tag.add_argument(
+        "--top-tags",
+        type=_non_negative,
+        default=10,
+        help="How many frequent tags the summary lists.",
+    )
+
+    models = sub.add_parser("models", help="list registry, local and downloaded models")
+    models.add_argument("--models-dir", action="append", metavar="DIR")
+    models.add_argument("--hf-cache", metavar="DIR")
+    models.add_argument("--json", action="store_true", help="Print JSON.")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> tuple[TagOptions, BatchOptions]:
+    """Build the option models from parsed flags: a flag left out keeps the model's default."""
+    values = vars(args)
+    thresh = values.get("thresh")
+    tag_data: dict[str, Any] = {
+        name: values[name] for name in field_names(TagOptions) if values.get(name) is not None
+    }
+    if thresh is not None:
+        tag_data.setdefault("general_threshold", thresh)
+        tag_data.setdefault("character_threshold", thresh)
+    batch_data = {
+        name: values[name] for name in field_names(BatchOptions) if values.get(name) is not None
+    }
+    return parse(TagOptions, tag_data), parse(BatchOptions, batch_data)
+
+
+class _Bar:
+    """tqdm progress on stderr, fed by the engine's progress callback."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True)
+        self._done = 0
+
+    def update(self, progress: Any) -> None:
+        """Advance to the engine's count."""
+        step = progress.done - self._done
+        if step > 0:
+            self._tqdm.update(step)
+            self._done = progress.done
+            self._tqdm.set_postfix(
+                written=progress.written,
+                skipped=progress.skipped,
+                failed=progress.failed,
+                refresh=False,
+            )
+
+    def write(self, text: str) -> None:
+        """Print a line without breaking the bar."""
+        self._tqdm.write(text, file=sys.stderr)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self._tqdm.close()
+
+
+def _print_summary(summary: Any, top: int) -> None:
+    """The end-of-run report, on stderr."""
+    out = sys.stderr
+    where = ", ".join(p.replace("ExecutionProvider", "") for p in summary.providers) or "-"
+    state = "interrupted" if summary.cancelled else "done"
+    print(
+        f"{state}: {summary.found} found, {summary.written} written, {summary.skipped} skipped, "
+        f"{summary.failed_count} failed in {summary.elapsed:.1f}s "
+        f"({summary.images_per_second:.2f} images/s, batch {summary.batch_size}, on {where})",
+        file=out,
+    )
+    if top and summary.tag_counts:
+        tags = ", ".join(f"{name} ({count})" for name, count in summary.most_common(top))
+        print(f"most frequent tags: {tags}", file=out)
+    if summary.failed_count:
+        print(f"failed images ({summary.failed_count}):", file=out)
+        for path, reason in summary.failed[:50]:
+            print(f"  {path}: {reason}", file=out)
+        if summary.failed_count > 50:
+            print(f"  ... and {summary.failed_count - 50} more (listed above)", file=out)
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    """Run ``tagger tag``."""
+    from tagger.batch import BatchRun, check_inputs, count_images
+    from tagger.cache import get_tagger
+    from tagger.registry import resolve_model
+
+    tag_options, batch_options = options_from_args(args)
+    check_inputs(args.paths)
+    spec = resolve_model(args.model, args.models_dir)
+    model = get_tagger(
+        spec,
+        providers=args.device,
+        device_id=args.device_id,
+        threads=args.threads,
+        cache_dir=args.hf_cache,
+        revision=args.revision,
+    )
+    total = count_images(args.paths, batch_options.recursive)
+    if total == 0:
+        log.warning("no images found in %s", ", ".join(args.paths))
+    bar = _Bar(total, enabled=not args.no_progress)
+    cancel = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        bar.write("interrupt: finishing the current batch (press Ctrl-C again to stop now)")
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        run = BatchRun(
+            args.paths,
+            model,
+            tag_options,
+            batch_options,
+            progress=bar.update,
+            on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
+            cancel=cancel,
+            total=total,
+        )
+        summary = run.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    _print_summary(summary, args.top_tags)
+    if summary.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed_count else EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Run ``tagger models``: registry and local models, and whether each is on disk."""
+    from tagger.hub import is_downloaded
+    from tagger.registry import list_models
+
+    rows = []
+    for spec in list_models(args.models_dir):
+        rows.append(
+            {
+                "key": spec.key,
+                "family": spec.family,
+                "source": str(spec.path) if spec.path else f"{spec.repo_id}@{spec.revision}",
+                "on_disk": is_downloaded(spec, cache_dir=args.hf_cache),
+                "description": spec.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    width = max(len(row["key"]) for row in rows)
+    for row in rows:
+        mark = "on disk " if row["on_disk"] else "download"
+        print(f"{row['key']:<{width}}  {mark}  {row['source']}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tagger`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="tagger: %(levelname)s: %(message)s")
+    try:
+        if args.command == "tag":
+            return cmd_tag(args)
+        return cmd_models(args)
+    except TaggerError as exc:
+        print(f"tagger: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("tagger: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if _is_validation_error(exc):
+            print(f"tagger: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _is_validation_error(exc: Exception) -> bool:
+    """True for pydantic's ValidationError (options out of range)."""
+    return type(exc).__name__ == "ValidationError" and "pydantic" in type(exc).__module__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Exceptions raised by the core.
+
+Each names the bad value and, where there is one, the fix. The edges (command line, webui,
+HTTP) translate them into exit codes, ``gr.Error`` and HTTP statuses; nothing in the core prints.
+"""
+
+from __future__ import annotations
+
+
+class TaggerError(Exception):
+    """Base class of every error the core raises on purpose."""
+
+
+class OptionsError(TaggerError, ValueError):
+    """An option has a value the core cannot use."""
+
+
+class ImageLoadError(TaggerError):
+    """An image could not be read or decoded.
+
+    ``source`` names the file (or ``"<bytes>"`` / ``"<PIL image>"``), ``reason`` says why.
+    """
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An image has more pixels than the configured limit (a decompression-bomb guard)."""
+
+
+class ModelNotFoundError(TaggerError, LookupError):
+    """A model key or folder names no known model."""
+
+
+class ModelFilesMissingError(TaggerError, FileNotFoundError):
+    """A model's files are not on disk and cannot be downloaded (offline, or no network)."""
+
+
+class ModelLoadError(TaggerError):
+    """A model's files are present but could not be loaded (corrupt file, wrong layout)."""
+
+
+class LabelsError(ModelLoadError):
+    """A ``selected_tags.csv`` is malformed or does not match its model."""
+
+
+class ProviderError(TaggerError):
+    """A requested execution provider (GPU backend) is not usable in this environment."""
+
+
+class MissingDependencyError(TaggerError, ImportError):
+    """An optional library needed for this feature is not installed."""

@@ -1,0 +1,161 @@
+"""Option models: the one place each option set is defined.
+
+The command line, the webui tab, the HTTP schema and presets derive from these models. They are
+written in the subset of pydantic that 1.10 (AUTOMATIC1111) and 2.x (Forge) share: typed fields,
+``Field`` with defaults, bounds and descriptions, ``Literal`` choices, unknown keys forbidden.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, Field
+
+PYDANTIC_V2 = int(pydantic.VERSION.split(".", 1)[0]) >= 2
+
+Order = Literal["confidence", "alphabetical", "model"]
+RatingPlacement = Literal["none", "first", "last"]
+OnExisting = Literal["skip", "overwrite", "append", "prepend"]
+
+
+class StrictModel(BaseModel):
+    """A pydantic model that rejects unknown keys, on pydantic 1.10 and 2.x alike."""
+
+    if PYDANTIC_V2:
+        model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+    else:  # pragma: no cover - exercised in the pydantic 1.10 environment
+
+        class Config:
+            extra = "forbid"
+            validate_assignment = True
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """Return a model's fields as a plain dict on pydantic 1.10 and 2.x.
+
+    >>> dump(TagOptions())["general_threshold"]
+    0.35
+    """
+    if PYDANTIC_V2:
+        return model.model_dump()
+    return model.dict()  # pragma: no cover
+
+
+def parse(cls: type[StrictModel], data: dict[str, Any]) -> Any:
+    """Validate ``data`` into ``cls`` on pydantic 1.10 and 2.x (raises ValidationError)."""
+    if PYDANTIC_V2:
+        return cls.model_validate(data)
+    return cls.parse_obj(data)  # pragma: no cover
+
+
+def json_schema(cls: type[StrictModel]) -> dict[str, Any]:
+    """Return the JSON schema of an options model on pydantic 1.10 and 2.x."""
+    if PYDANTIC_V2:
+        return cls.model_json_schema()
+    return cls.schema()  # pragma: no cover
+
+
+def field_names(cls: type[StrictModel]) -> list[str]:
+    """Return the field names of an options model, in declaration order."""
+    if PYDANTIC_V2:
+        return list(cls.model_fields)
+    return list(cls.__fields__)  # pragma: no cover
+
+
+class TagOptions(StrictModel):
+    """How model scores become kept tags and caption text.
+
+    Thresholds and MCut follow SmilingWolf's wd-tagger app: a tag is kept when its score is
+    strictly greater than its category's threshold; MCut replaces the fixed threshold with the
+    middle of the largest gap between sorted scores (never below ``character_mcut_floor`` for
+    characters).
+    """
+
+    general_threshold: float = Field(
+        0.35, ge=0.0, le=1.0, description="Keep general tags scoring above this."
+    )
+    character_threshold: float = Field(
+        0.85, ge=0.0, le=1.0, description="Keep character tags scoring above this."
+    )
+    mcut_general: bool = Field(
+        False, description="Choose the general threshold per image with MCut instead."
+    )
+    mcut_character: bool = Field(
+        False, description="Choose the character threshold per image with MCut instead."
+    )
+    character_mcut_floor: float = Field(
+        0.15, ge=0.0, le=1.0, description="Lowest threshold MCut may pick for characters."
+    )
+    max_tags: int = Field(
+        0, ge=0, description="Keep at most this many model tags, best first (0: no limit)."
+    )
+    exclude_tags: list[str] = Field(
+        default_factory=list,
+        description="Tags never written. Any case, spaces or underscores, * and ? wildcards.",
+    )
+    keep_tags: list[str] = Field(
+        default_factory=list,
+        description="Tags always written when the model scores them, whatever the threshold.",
+    )
+    additional_tags: list[str] = Field(
+        default_factory=list,
+        description="Text added to every caption, verbatim, before the model's tags.",
+    )
+    replace_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tag -> replacement text (matched like exclude tags, written verbatim).",
+    )
+    always_first_tags: list[str] = Field(
+        default_factory=list, description="Tags moved to the front when present, in this order."
+    )
+    character_tags_first: bool = Field(
+        False, description="Write character tags before general tags."
+    )
+    rating_tag: RatingPlacement = Field(
+        "none", description="Write the most likely rating tag first, last, or not at all."
+    )
+    replace_underscores: bool = Field(
+        True, description="Write underscores as spaces (kaomoji such as ^_^ are kept)."
+    )
+    escape_brackets: bool = Field(
+        False, description="Escape ( and ) as \\( and \\) so prompts do not read them as weights."
+    )
+    include_weights: bool = Field(False, description="Write tags as (tag:0.87).")
+    order: Order = Field(
+        "confidence", description="Order of model tags: confidence, alphabetical or model order."
+    )
+    separator: str = Field(", ", min_length=1, description="Text between tags.")
+
+
+class BatchOptions(StrictModel):
+    """Where a batch reads images and writes captions, and what it does with existing files."""
+
+    recursive: bool = Field(False, description="Also tag images in sub-folders.")
+    output_dir: str | None = Field(
+        None,
+        description="Write captions here, mirroring sub-folders (default: beside each image).",
+    )
+    caption_extension: str = Field(
+        ".txt", min_length=1, description="Extension of caption files, e.g. .txt or .caption."
+    )
+    on_existing: OnExisting = Field(
+        "skip",
+        description=(
+            "When a caption file exists: skip the image (so a rerun resumes), overwrite it, "
+            "or append / prepend the new tags (without duplicates)."
+        ),
+    )
+    write_json: bool = Field(False, description="Also write <stem>.json with the kept scores.")
+    jsonl: str | None = Field(
+        None, description="Append one line per image to this JSONL manifest (metadata.jsonl)."
+    )
+    batch_size: int = Field(
+        0, ge=0, le=1024, description="Images per model run (0: chosen for the device)."
+    )
+    workers: int = Field(
+        0, ge=0, le=64, description="Threads decoding images (0: chosen for the machine)."
+    )
+    max_pixels: int = Field(
+        178_956_970, ge=1, description="Refuse images with more pixels than this."
+    )

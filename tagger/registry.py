@@ -1,0 +1,263 @@
+"""The model registry: every known model as one declarative entry, plus local model folders.
+
+A model is named by a registry key (``wd-vit-tagger-v3``), by an alias used by older tagger
+extensions (``wd14-vit-v2``), by the name of a folder under a models directory, or by a path to a
+folder. Registry models download through huggingface_hub at their pinned revision; local folders
+are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tagger.errors import ModelNotFoundError
+
+WD14_FILES = ("model.onnx", "selected_tags.csv")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: where its files come from and the defaults that suit it.
+
+    ``repo_id``/``revision`` are set for registry models; ``path`` for local folders.
+    ``input_size`` is informative (the real value is read from the ONNX input when loading).
+    """
+
+    key: str
+    family: str
+    repo_id: str | None = None
+    revision: str | None = None
+    files: tuple[str, ...] = WD14_FILES
+    input_size: int = 448
+    general_threshold: float = 0.35
+    character_threshold: float = 0.85
+    batch_dynamic: bool = True
+    description: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    path: Path | None = None
+
+    @property
+    def is_local(self) -> bool:
+        """True for a model folder on disk, False for a registry (Hub) model."""
+        return self.path is not None
+
+
+def _wd14(
+    key: str,
+    *,
+    revision: str,
+    general_threshold: float = 0.35,
+    batch_dynamic: bool = True,
+    description: str,
+    aliases: tuple[str, ...] = (),
+) -> ModelSpec:
+    """A SmilingWolf WD14 entry: repo ``SmilingWolf/<key>``, model.onnx + selected_tags.csv."""
+    return ModelSpec(
+        key=key,
+        family="wd14",
+        repo_id=f"SmilingWolf/{key}",
+        revision=revision,
+        general_threshold=general_threshold,
+        batch_dynamic=batch_dynamic,
+        description=description,
+        aliases=aliases,
+    )
+
+
+# Revisions: the v2 repositories carry a ``v2.0`` tag (the release the older extensions pinned);
+# the v1.4 and v3 repositories are pinned to their ``main`` branch until a commit hash has been
+# verified against the Hub. Override per run with ``--revision``.
+_REGISTRY_ENTRIES: tuple[ModelSpec, ...] = (
+    # v3: trained on Danbooru up to 2024-02, 10,861 tags, dynamic batch axis, onnxruntime >= 1.17.
+    _wd14(
+        "wd-eva02-large-tagger-v3",
+        revision="main",
+        description="WD v3 EVA02-Large (most accurate, slowest)",
+        aliases=("wd-eva02-large-v3", "wd14-eva02-large-v3"),
+    ),
+    _wd14(
+        "wd-vit-large-tagger-v3",
+        revision="main",
+        description="WD v3 ViT-Large",
+        aliases=("wd-vit-large-v3", "wd14-vit-large-v3"),
+    ),
+    _wd14(
+        "wd-swinv2-tagger-v3",
+        revision="main",
+        description="WD v3 SwinV2 (the reference app's default)",
+        aliases=("wd-swinv2-v3", "wd14-swinv2-v3"),
+    ),
+    _wd14(
+        "wd-vit-tagger-v3",
+        revision="main",
+        description="WD v3 ViT-Base",
+        aliases=("wd-vit-v3", "wd14-vit-v3"),
+    ),
+    _wd14(
+        "wd-convnext-tagger-v3",
+        revision="main",
+        description="WD v3 ConvNeXt",
+        aliases=("wd-convnext-v3", "wd14-convnext-v3"),
+    ),
+    # v2 (wd-v1-4-*-v2): 9,083 tags, ONNX fixed at batch 1.
+    _wd14(
+        "wd-v1-4-moat-tagger-v2",
+        revision="v2.0",
+        batch_dynamic=False,
+        description="WD v1.4 MOAT v2",
+        aliases=("wd14-moat-v2", "wd-v1-4-moat-v2"),
+    ),
+    _wd14(
+        "wd-v1-4-swinv2-tagger-v2",
+        revision="v2.0",
+        batch_dynamic=False,
+        description="WD v1.4 SwinV2 v2",
+        aliases=("wd14-swinv2-v2", "wd14-swinv2-v2-git"),
+    ),
+    _wd14(
+        "wd-v1-4-convnextv2-tagger-v2",
+        revision="v2.0",
+        batch_dynamic=False,
+        description="WD v1.4 ConvNeXtV2 v2",
+        aliases=("wd14-convnextv2-v2", "wd14-convnextv2-v2-git"),
+    ),
+    _wd14(
+        "wd-v1-4-convnext-tagger-v2",
+        revision="v2.0",
+        batch_dynamic=False,
+        description="WD v1.4 ConvNeXt v2",
+        aliases=("wd14-convnext-v2", "wd14-convnext-v2-git"),
+    ),
+    _wd14(
+        "wd-v1-4-vit-tagger-v2",
+        revision="v2.0",
+        batch_dynamic=False,
+        description="WD v1.4 ViT v2",
+        aliases=("wd14-vit-v2", "wd14-vit-v2-git", "wd14-vit.v2"),
+    ),
+    # v1.4 (first release).
+    _wd14(
+        "wd-v1-4-convnext-tagger",
+        revision="main",
+        batch_dynamic=False,
+        description="WD v1.4 ConvNeXt (first release)",
+        aliases=("wd14-convnext", "wd14-convnext-v1"),
+    ),
+    _wd14(
+        "wd-v1-4-vit-tagger",
+        revision="main",
+        batch_dynamic=False,
+        description="WD v1.4 ViT (first release)",
+        aliases=("wd14-vit", "wd14-vit-v1"),
+    ),
+)
+
+DEFAULT_MODEL = "wd-vit-tagger-v3"
+
+
+def _index(entries: Iterable[ModelSpec]) -> dict[str, ModelSpec]:
+    """Map every key and alias to its entry; a name used twice is a programming error."""
+    table: dict[str, ModelSpec] = {}
+    for spec in entries:
+        for name in (spec.key, *spec.aliases):
+            if name in table:
+                raise ValueError(f"registry name {name!r} is used by two entries")
+            table[name] = spec
+    return table
+
+
+REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _REGISTRY_ENTRIES}
+_BY_NAME = _index(_REGISTRY_ENTRIES)
+
+
+def registry_models() -> list[ModelSpec]:
+    """Return the registry entries, in the order they are offered to users."""
+    return list(_REGISTRY_ENTRIES)
+
+
+def is_wd14_folder(path: Path) -> bool:
+    """True when ``path`` is a folder holding ``model.onnx`` and ``selected_tags.csv``."""
+    return all((path / name).is_file() for name in WD14_FILES)
+
+
+def local_spec(path: str | os.PathLike[str], key: str | None = None) -> ModelSpec:
+    """Describe a local WD14 model folder (raises ModelNotFoundError if it is not one)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"model folder {str(folder)!r} does not exist")
+    missing = [name for name in WD14_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{str(folder)!r} is not a WD14 model folder: it lacks {', '.join(missing)} "
+            f"(a model folder holds {' and '.join(WD14_FILES)})"
+        )
+    return ModelSpec(
+        key=key or folder.name,
+        family="wd14",
+        path=folder.resolve(),
+        description=f"local folder {folder}",
+    )
+
+
+def scan_models_dir(models_dir: str | os.PathLike[str] | None) -> Iterator[ModelSpec]:
+    """Yield a spec for every sub-folder of ``models_dir`` that is a model folder, by name."""
+    if models_dir is None:
+        return
+    root = Path(models_dir).expanduser()
+    if not root.is_dir():
+        return
+    for child in sorted(root.iterdir(), key=lambda p: p.name):
+        if child.is_dir() and is_wd14_folder(child):
+            yield local_spec(child)
+
+
+def default_models_dirs() -> list[Path]:
+    """Folders searched for local models: ``$TAGGER_MODELS_DIR`` (os.pathsep-separated) and the
+    ``models/`` folder next to the package (the extension's own models folder)."""
+    dirs = [Path(p) for p in os.environ.get("TAGGER_MODELS_DIR", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    return dirs
+
+
+def list_models(models_dirs: Iterable[str | os.PathLike[str]] | None = None) -> list[ModelSpec]:
+    """Return local models (first found wins per name) followed by the registry entries."""
+    seen: dict[str, ModelSpec] = {}
+    for folder in default_models_dirs() if models_dirs is None else models_dirs:
+        for spec in scan_models_dir(folder):
+            seen.setdefault(spec.key, spec)
+    return [*seen.values(), *(spec for spec in _REGISTRY_ENTRIES if spec.key not in seen)]
+
+
+def resolve_model(
+    name: str, models_dirs: Iterable[str | os.PathLike[str]] | None = None
+) -> ModelSpec:
+    """Find the model a user named: a folder path, a local model's name, a key or an alias.
+
+    A path wins over a name, and a local folder over a registry entry of the same name, so a user
+    can shadow a registry model with their own copy. Unknown names raise ``ModelNotFoundError``
+    listing the valid ones.
+    """
+    text = str(name).strip()
+    if not text:
+        raise ModelNotFoundError("no model named: pass a registry key or a model folder")
+    candidate = Path(text).expanduser()
+    looks_like_path = os.sep in text or "/" in text or text.startswith(".")
+    if candidate.is_dir() or looks_like_path:
+        return local_spec(candidate)
+    dirs = default_models_dirs() if models_dirs is None else list(models_dirs)
+    for folder in dirs:
+        path = Path(folder).expanduser() / text
+        if path.is_dir() and is_wd14_folder(path):
+            return local_spec(path)
+    spec = _BY_NAME.get(text) or _BY_NAME.get(text.lower())
+    if spec is not None:
+        return spec
+    local = [spec.key for folder in dirs for spec in scan_models_dir(folder)]
+    valid = ", ".join([*local, *REGISTRY])
+    raise ModelNotFoundError(
+        f"unknown model {text!r}: use a model folder (holding {' and '.join(WD14_FILES)}) "
+        f"or one of: {valid}"
+    )

@@ -1,0 +1,215 @@
+"""WD14 taggers (SmilingWolf's ONNX models): preprocess -> forward -> postprocess.
+
+Preprocessing is the one of SmilingWolf's wd-tagger app, so scores match the reference:
+the RGB image (alpha already composited on white by ``tagger.image``) is padded to a white square
+with the content centred, resized with bicubic to the model's side when it differs, converted to
+float32 0..255 and reordered RGB -> BGR; images are stacked NHWC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+from tagger.errors import ModelLoadError
+from tagger.hub import model_files
+from tagger.options import TagOptions
+from tagger.registry import ModelSpec
+from tagger.tags import Labels, TagResult, load_labels, tag_scores
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+log = logging.getLogger("tagger")
+
+
+def pad_to_square(image: Image.Image) -> Image.Image:
+    """Centre an RGB image on a white square canvas whose side is its longer side.
+
+    Offsets are floored, so an odd remainder leaves the extra white column/row right/bottom,
+    as in the reference app.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    side = max(width, height)
+    if width == height:
+        return image
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def prepare_image(image: Image.Image, size: int) -> np.ndarray:
+    """Turn an RGB image into the model's input for one image: float32 BGR ``[size, size, 3]``."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode != "RGB":
+        raise ValueError(f"prepare_image needs an RGB image, got mode {image.mode!r}")
+    square = pad_to_square(image)
+    if square.size[0] != size:
+        square = square.resize((size, size), Image.BICUBIC)
+    array = np.asarray(square, dtype=np.float32)
+    return np.ascontiguousarray(array[:, :, ::-1])
+
+
+class WD14Tagger:
+    """A loaded (or loadable) WD14 model.
+
+    Construction is cheap; ``load()`` reads the labels, opens the onnxruntime session and reads the
+    input side and batch dimension from the model. ``tag_batch`` runs the three steps.
+    """
+
+    family = "wd14"
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        providers: str | list[str] | None = None,
+        device_id: int = 0,
+        threads: int = 0,
+        cache_dir: str | os.PathLike[str] | None = None,
+        revision: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.providers = providers
+        self.device_id = device_id
+        self.threads = threads
+        self.cache_dir = cache_dir
+        self.revision = revision
+        self._session: Any = None
+        self._labels: Labels | None = None
+        self._input_name = ""
+        self._input_size = spec.input_size
+        self._fixed_batch: int | None = None
+        self._lock = threading.Lock()
+
+    # -- lifetime -------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True once ``load()`` has succeeded and until ``unload()``."""
+        return self._session is not None
+
+    def load(self) -> WD14Tagger:
+        """Load labels and session (once; later calls return at once). Returns self."""
+        with self._lock:
+            if self._session is not None:
+                return self
+            from tagger.runtime import create_session
+
+            files = model_files(self.spec, cache_dir=self.cache_dir, revision=self.revision)
+            labels = load_labels(files["selected_tags.csv"])
+            session = create_session(
+                files["model.onnx"],
+                self.providers,
+                device_id=self.device_id,
+                threads=self.threads,
+            )
+            self._configure(session, labels)
+            self._labels = labels
+            self._session = session
+            log.info(
+                "loaded %s (input %d, batch %s, %d tags) on %s",
+                self.spec.key,
+                self._input_size,
+                self._fixed_batch or "dynamic",
+                len(labels.names),
+                ", ".join(session.get_providers()),
+            )
+        return self
+
+    def _configure(self, session: Any, labels: Labels) -> None:
+        """Read input name, side and batch dimension from the session and check the output size."""
+        inputs = session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelLoadError(
+                f"{self.spec.key}: expected one NHWC image input, got "
+                f"{[(i.name, i.shape) for i in inputs]}"
+            )
+        shape = inputs[0].shape
+        batch, height, width, channels = shape
+        if channels not in (3, None) and not isinstance(channels, str):
+            raise ModelLoadError(f"{self.spec.key}: input {shape} is not NHWC with 3 channels")
+        if isinstance(height, int) and height > 0:
+            if isinstance(width, int) and width != height:
+                raise ModelLoadError(f"{self.spec.key}: input {shape} is not square")
+            self._input_size = height
+        self._fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self._input_name = inputs[0].name
+        outputs = session.get_outputs()
+        count = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+        if isinstance(count, int) and count != len(labels.names):
+            raise ModelLoadError(
+                f"{self.spec.key}: the model has {count} outputs but selected_tags.csv lists "
+                f"{len(labels.names)} tags; the two files come from different models"
+            )
+
+    def unload(self) -> None:
+        """Drop the session (and the GPU memory it holds)."""
+        with self._lock:
+            self._session = None
+            self._labels = None
+
+    # -- properties read from the model ------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        """Side of the square input image, read from the model."""
+        return self._input_size
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The model's fixed batch size (v2 files: 1), or None when the batch axis is dynamic."""
+        return self._fixed_batch
+
+    @property
+    def labels(self) -> Labels:
+        """The model's labels (loads the model first if needed)."""
+        labels = self._labels if self._labels is not None else self.load()._labels
+        if labels is None:  # unloaded by another thread in between
+            raise ModelLoadError(f"{self.spec.key} was unloaded while in use")
+        return labels
+
+    @property
+    def active_providers(self) -> list[str]:
+        """The providers the session runs on (empty before loading)."""
+        return list(self._session.get_providers()) if self._session is not None else []
+
+    # -- the three steps -------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """One RGB image -> ``[S, S, 3]`` float32 BGR (CPU, pure; thread-safe)."""
+        return prepare_image(image, self._input_size)
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on ``[N, S, S, 3]`` and return ``[N, tags]`` scores (already sigmoid)."""
+        import numpy as np
+
+        self.load()
+        session = self._session
+        if self._fixed_batch is not None and batch.shape[0] != self._fixed_batch:
+            step = self._fixed_batch
+            if batch.shape[0] % step:
+                raise ValueError(f"batch of {batch.shape[0]} does not split into runs of {step}")
+            parts = [
+                session.run(None, {self._input_name: batch[i : i + step]})[0]
+                for i in range(0, batch.shape[0], step)
+            ]
+            return np.concatenate(parts, axis=0)
+        return session.run(None, {self._input_name: batch})[0]
+
+    def postprocess(self, scores: np.ndarray, options: TagOptions) -> TagResult:
+        """One image's scores -> kept tags by category (plain Python)."""
+        return tag_scores(scores.tolist(), self.labels, options)
+
+    def tag_batch(self, images: list[Image.Image], options: TagOptions) -> list[TagResult]:
+        """Tag RGB images in one model run."""
+        import numpy as np
+
+        if not images:
+            return []
+        batch = np.stack([self.preprocess(image) for image in images])
+        return [self.postprocess(row, options) for row in self.forward(batch)]

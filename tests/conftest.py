@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny models built once per session, never the network."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TAGGER_MODELS_DIR", "")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny import make_model_dir
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny WD14 model folder with a dynamic batch axis (v3-like), input 32 px."""
+    return make_model_dir(tmp_path_factory.mktemp("models") / "tiny-v3")
+
+
+@pytest.fixture(scope="session")
+def fixed_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny WD14 model folder fixed at batch 1 (v2-like), input 48 px."""
+    return make_model_dir(
+        tmp_path_factory.mktemp("models") / "tiny-v2", size=48, fixed_batch=1, seed=1
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_model_cache():
+    """Each test starts and ends with no model loaded."""
+    from tagger.cache import unload_all
+
+    unload_all()
+    yield
+    unload_all()
