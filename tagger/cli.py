@@ -262,15 +262,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``tagger`` command."""
-    parser = argparse.ArgumentParser(
-        prog="tagger", description="Tag images with WD14 taggers and write caption files."
-    )
-    parser.add_argument("--version", action="version", version=f"tagger {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_tag_command(sub: Any) -> None:
+    """``tagger tag``."""
     tag = sub.add_parser(
         "tag",
         help="tag images and write <stem>.txt beside each (or under --output-dir)",
@@ -287,11 +280,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="How many frequent tags the summary lists.",
     )
+    tag.set_defaults(handler=cmd_tag)
 
+
+def _add_models_command(sub: Any) -> None:
+    """``tagger models``."""
     models = sub.add_parser("models", help="list registry, local and downloaded models")
     models.add_argument("--models-dir", action="append", metavar="DIR")
     models.add_argument("--hf-cache", metavar="DIR")
     models.add_argument("--json", action="store_true", help="Print JSON.")
+    models.set_defaults(handler=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tagger`` command: one sub-command per ``COMMANDS`` entry."""
+    parser = argparse.ArgumentParser(
+        prog="tagger", description="Tag images with WD14 taggers and write caption files."
+    )
+    parser.add_argument("--version", action="version", version=f"tagger {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="More logging.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(sub)
     return parser
 
 
@@ -441,6 +451,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Each entry adds one sub-command (its parser, with ``handler`` set to the function to run).
+COMMANDS = [_add_tag_command, _add_models_command]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tagger`` command; returns the exit status."""
     parser = build_parser()
@@ -448,9 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="tagger: %(levelname)s: %(message)s")
     try:
-        if args.command == "tag":
-            return cmd_tag(args)
-        return cmd_models(args)
+        return args.handler(args)
     except TaggerError as exc:
         print(f"tagger: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
