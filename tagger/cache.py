@@ -24,8 +24,11 @@ _models: dict[Hashable, WD14Tagger] = {}
 def _key(
     spec: ModelSpec, providers: str | list[str] | None, device_id: int, revision: str | None
 ) -> Hashable:
-    """Cache key: the model's identity and where it runs."""
-    where = providers if isinstance(providers, str) or providers is None else tuple(providers)
+    """Cache key: the model's identity and where it runs (providers as parsed, so ``"CPU"``,
+    ``"cpu"`` and ``["cpu"]`` share one entry)."""
+    from tagger.runtime import parse_providers
+
+    where = tuple(parse_providers(providers))
     return (spec.key, str(spec.path), revision or spec.revision, where, device_id)
 
 

@@ -29,13 +29,13 @@ def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _missing_message(spec: ModelSpec, cache: Path | None, why: str) -> str:
+def _missing_message(spec: ModelSpec, cache: Path | None, revision: str | None, why: str) -> str:
     """Explain which files are missing and the two ways to provide them."""
     files = " and ".join(spec.files)
     where = cache or "the Hugging Face cache (HF_HOME)"
     return (
         f"model {spec.key!r} is not on disk and cannot be downloaded ({why}). "
-        f"Either put {files} from https://huggingface.co/{spec.repo_id} (revision {spec.revision}) "
+        f"Either put {files} from https://huggingface.co/{spec.repo_id} (revision {revision}) "
         f"into a folder such as models/{spec.key}/ and pass that folder with --model, "
         f"or download it once with network access into {where}."
     )
@@ -74,7 +74,9 @@ def model_files(
         except Exception:  # not cached (the error type differs between hub versions)
             pass
         if is_offline():
-            raise ModelFilesMissingError(_missing_message(spec, cache, "HF_HUB_OFFLINE is set"))
+            raise ModelFilesMissingError(
+                _missing_message(spec, cache, rev, "HF_HUB_OFFLINE is set")
+            )
         log.info("downloading %s/%s (revision %s)", spec.repo_id, name, rev)
         try:
             paths[name] = Path(
@@ -82,7 +84,7 @@ def model_files(
             )
         except Exception as exc:
             raise ModelFilesMissingError(
-                _missing_message(spec, cache, f"{type(exc).__name__}: {exc}")
+                _missing_message(spec, cache, rev, f"{type(exc).__name__}: {exc}")
             ) from exc
     return paths
 

@@ -89,6 +89,11 @@ def parse_providers(text: str | Sequence[str] | None) -> list[str]:
     names = [item.strip() for item in items if item.strip()]
     if not names or [n.lower() for n in names] == ["auto"]:
         return ["auto"]
+    if any(n.lower() == "auto" for n in names):
+        raise ProviderError(
+            f"'auto' cannot be combined with other providers ({', '.join(names)}): "
+            "name the providers, or use auto alone"
+        )
     return [short_name(name) for name in names]
 
 
@@ -116,7 +121,7 @@ def resolve_providers(
     if names == ["auto"]:
         names = [*[s for s in AUTO_ORDER if PROVIDER_NAMES[s] in available][:1], "cpu"]
     chosen: list[tuple[str, dict[str, Any]]] = []
-    for short in names:
+    for short in sorted(names, key=lambda name: name == "cpu"):  # the CPU goes last
         full = PROVIDER_NAMES[short]
         if full not in available:
             offered = ", ".join(short_name(p) for p in available if p in PROVIDER_NAMES.values())

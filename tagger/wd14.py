@@ -181,7 +181,12 @@ class WD14Tagger:
 
     # -- the three steps -------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> np.ndarray:
-        """One RGB image -> ``[S, S, 3]`` float32 BGR (CPU, pure; thread-safe)."""
+        """One RGB image -> ``[S, S, 3]`` float32 BGR (CPU, pure; thread-safe).
+
+        The side is read from the model, so an unloaded tagger is loaded first.
+        """
+        if self._session is None:
+            self.load()
         return prepare_image(image, self._input_size)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
