@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -37,6 +38,7 @@ log = logging.getLogger("tagger")
 
 GLOB_CHARS = frozenset("*?[")
 MAX_FAILURES_KEPT = 10_000
+DECODE_NICENESS = 5
 
 
 class BatchModel(Protocol):
@@ -283,6 +285,19 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+def _lower_thread_priority() -> None:
+    """Run this decode thread at a lower CPU priority than the model (Linux: per-thread nice).
+
+    Decoding then uses the cycles inference leaves idle instead of slowing its threads down;
+    when the model waits for an image, the decode thread gets the CPU as before.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+        except OSError:  # not permitted: decode at normal priority
+            pass
+
+
 def _decode(item: ImageItem, model: BatchModel, max_pixels: int) -> np.ndarray:
     """Load and preprocess one image (runs in a worker thread)."""
     image = load_image(item.path, max_pixels=max_pixels)
@@ -340,7 +355,11 @@ class BatchRun:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, item: ImageItem, targets: Targets, result: TagResult) -> None:
-        """Write one image's outputs: JSON sidecar, caption file, manifest line, in that order."""
+        """Write one image's outputs: JSON sidecar, caption file, manifest line, in that order.
+
+        The manifest's ``text`` is the caption file's content after this write (an existing
+        file kept by ``skip`` included), so the manifest describes the dataset on disk.
+        """
         policy = self.options.on_existing
         tags = caption_tags(result, self.tag_options)
         separator = self.tag_options.separator
@@ -353,8 +372,10 @@ class BatchRun:
             atomic_write_text(targets.json, sidecar_json(record))
         text = separator.join(tags)
         if targets.caption.exists() and policy != "overwrite":
-            if policy in ("append", "prepend"):
-                existing = targets.caption.read_text(encoding="utf-8", errors="replace")
+            existing = targets.caption.read_text(encoding="utf-8", errors="replace")
+            if policy == "skip":  # kept as it is; the manifest records what the file holds
+                text = existing.strip()
+            else:
                 text = merge_caption(existing, tags, policy, separator)
                 atomic_write_text(targets.caption, text + "\n")
         else:
@@ -421,7 +442,9 @@ class BatchRun:
             self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []
         try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="tagger-decode") as pool:
+            with ThreadPoolExecutor(
+                workers, thread_name_prefix="tagger-decode", initializer=_lower_thread_priority
+            ) as pool:
                 pending = self._pending(pool)
                 window: deque[tuple[ImageItem, Targets, Future[Any] | None]] = deque()
                 exhausted = False

@@ -164,6 +164,15 @@ def test_manifest_lines_and_resume(tmp_path: Path, tagger: WD14Tagger) -> None:
     resumed = run_batch([folder], tagger, batch_options=opts)
     assert (resumed.skipped, resumed.written) == (3, 2)
     assert manifest.read_bytes() == complete
+    # A hand-written caption kept by skip is what the manifest records for that image.
+    (folder / "img02.txt").write_text("hand written, caption\n", encoding="utf-8")
+    manifest.unlink()
+    run_batch([folder], tagger, batch_options=opts)
+    first = json.loads(manifest.read_text(encoding="utf-8").splitlines()[0])
+    assert first["file_name"] == "img02.png"
+    assert first["text"] == "hand written, caption"
+    manifest.write_bytes(complete)
+    (folder / "img02.txt").write_text(records[0]["text"] + "\n", encoding="utf-8")
     overwrite = BatchOptions(recursive=True, jsonl=str(manifest), on_existing="overwrite")
     run_batch([folder], tagger, batch_options=overwrite)
     assert manifest.read_bytes() == complete  # rewritten, not appended to

@@ -1,0 +1,502 @@
+"""Throughput, start-up and memory of the WD14 pipeline, measured as ratios in one run.
+
+    python benchmarks/run.py                      # everything, writes docs/benchmarks.md
+    python benchmarks/run.py --quick              # 8 images, 1 round, ViT only: a smoke run
+
+Models are random-weight ONNX graphs of the real WD v3 ViT-B/16 and ConvNeXt-Base at 448 px with
+the real 10,861-tag list (built once into benchmarks/.work/). Images are the real photos in
+../shared/data/coco-mini (about 640 px) and the same photos upscaled to 4096 px. Every variant of
+a measurement runs in the same process, interleaved round by round, because these machines'
+speed drifts by up to 13 % within minutes.
+
+Variants:
+- ceiling: the same onnxruntime session on pre-decoded, pre-processed tensors;
+- ours: ``tagger.batch.BatchRun`` end to end (find, decode, preprocess, infer, write captions);
+- loop: a per-image loop the way today's webui extensions do it (PIL + OpenCV, one image per
+  call, every tag's score in a dict, write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from models import make_wd_model  # noqa: E402
+
+# -- inputs ---------------------------------------------------------------------------------
+
+
+def photos(count: int, side: int | None) -> Path:
+    """``count`` COCO photos, as they are (side None) or upscaled so the long side is ``side``."""
+    from PIL import Image
+
+    source = sorted((SHARED / "coco-mini" / "train2017").glob("*.jpg"))[:count]
+    folder = WORK / f"photos-{side or 'orig'}-{count}"
+    if folder.is_dir() and len(list(folder.glob("*.jpg"))) == count:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in source:
+        if side is None:
+            shutil.copyfile(path, folder / path.name)
+            continue
+        with Image.open(path) as image:
+            scale = side / max(image.size)
+            big = image.convert("RGB").resize(
+                (round(image.width * scale), round(image.height * scale)), Image.BICUBIC
+            )
+            big.save(folder / path.name, quality=92)
+    return folder
+
+
+# -- the variants ---------------------------------------------------------------------------
+
+
+def ceiling(session, input_name: str, tensors: list[np.ndarray], batch: int) -> float:
+    """Seconds for the session alone over pre-processed tensors."""
+    start = time.perf_counter()
+    for i in range(0, len(tensors), batch):
+        session.run(None, {input_name: np.stack(tensors[i : i + batch])})
+    return time.perf_counter() - start
+
+
+def ours(folder: Path, tagger, out: Path, batch: int) -> float:
+    """Seconds for the batch engine end to end, writing captions under ``out``."""
+    from tagger.batch import run_batch
+    from tagger.options import BatchOptions
+
+    shutil.rmtree(out, ignore_errors=True)
+    options = BatchOptions(output_dir=str(out), batch_size=batch, on_existing="overwrite")
+    start = time.perf_counter()
+    summary = run_batch([folder], tagger, batch_options=options)
+    elapsed = time.perf_counter() - start
+    if summary.failed_count:
+        raise RuntimeError(f"benchmark images failed: {summary.failed[:3]}")
+    return elapsed
+
+
+def extension_loop(folder: Path, session, input_name: str, names: list[str], out: Path) -> float:
+    """Seconds for a per-image loop written the way today's webui extensions do it."""
+    import cv2
+    from PIL import Image
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    size = session.get_inputs()[0].shape[1]
+    start = time.perf_counter()
+    for path in sorted(folder.glob("*.jpg")):
+        image = Image.open(path)
+        image = image.convert("RGBA")
+        canvas = Image.new("RGBA", image.size, (255, 255, 255))
+        canvas.paste(image, mask=image)
+        array = np.asarray(canvas.convert("RGB"))[:, :, ::-1]
+        side = max(array.shape[0], array.shape[1], size)
+        top = (side - array.shape[0]) // 2
+        left = (side - array.shape[1]) // 2
+        array = cv2.copyMakeBorder(
+            array,
+            top,
+            side - array.shape[0] - top,
+            left,
+            side - array.shape[1] - left,
+            cv2.BORDER_CONSTANT,
+            value=[255, 255, 255],
+        )
+        if side > size:
+            array = cv2.resize(array, (size, size), interpolation=cv2.INTER_AREA)
+        tensor = np.expand_dims(array.astype(np.float32), 0)
+        probs = session.run(None, {input_name: tensor})[0][0]
+        scores = dict(zip(names, probs.tolist(), strict=True))
+        tags = {name: score for name, score in list(scores.items())[4:] if score >= 0.35}
+        text = ", ".join(
+            name.replace("_", " ") for name, _ in sorted(tags.items(), key=lambda kv: -kv[1])
+        )
+        (out / f"{path.stem}.txt").write_text(text, encoding="utf-8")
+    return time.perf_counter() - start
+
+
+def interleave(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run every variant once per round, in turn; return the seconds of each run."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            times[name].append(run())
+    return times
+
+
+def ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of time(b) / time(a): how much faster ``a`` is than ``b``."""
+    return statistics.median(tb / ta for ta, tb in zip(times[a], times[b], strict=True))
+
+
+# -- fixed cost and memory --------------------------------------------------------------------
+
+
+def first_caption_seconds(command: list[str], caption: Path) -> float:
+    """Seconds from starting ``command`` until ``caption`` exists (the process must succeed)."""
+    caption.unlink(missing_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = None
+    while proc.poll() is None:
+        if seen is None and caption.exists():
+            seen = time.perf_counter() - start
+        time.sleep(0.002)
+    if seen is None and caption.exists():
+        seen = time.perf_counter() - start
+    if proc.returncode != 0 or seen is None:
+        raise RuntimeError(f"{command} failed: {proc.stderr.read().decode()[-2000:]}")
+    return seen
+
+
+def peak_rss_of(command: list[str]) -> int:
+    """Run ``command`` and return its peak resident memory in KiB."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{command} failed: {proc.stderr.read().decode()[-2000:]}")
+    return usage.ru_maxrss
+
+
+def small_images(count: int) -> Path:
+    """``count`` small PNGs (64 px) in nested folders, for the streaming-memory measurement."""
+    from tiny import make_image
+
+    folder = WORK / f"small-{count}"
+    marker = folder / ".complete"
+    if marker.exists():
+        return folder
+    for i in range(count):
+        make_image(folder / f"d{i % 50:02d}" / f"{i:06d}.png", (64, 64), seed=i)
+    marker.write_text("ok")
+    return folder
+
+
+def tagger_cli(*args: str) -> list[str]:
+    """The command line of our CLI."""
+    return [sys.executable, "-m", "tagger", "tag", *args, "--no-progress"]
+
+
+# -- session options ------------------------------------------------------------------------------
+
+
+def session_option_sweep(model: Path, tensors: list[np.ndarray], rounds: int) -> dict[str, float]:
+    """images/s of the bare session under a few SessionOptions variants (interleaved)."""
+    import onnxruntime as ort
+
+    def make(**changes) -> Callable[[], float]:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        for key, value in changes.items():
+            if key == "spinning":
+                opts.add_session_config_entry("session.intra_op.allow_spinning", value)
+            else:
+                setattr(opts, key, value)
+        session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda: ceiling(session, name, tensors, 1)
+
+    variants = {
+        "default (all optimisations, ORT's threads, spinning, arena)": make(),
+        f"intra_op_num_threads={os.cpu_count()}": make(intra_op_num_threads=os.cpu_count() or 1),
+        "allow_spinning=0": make(spinning="0"),
+        "graph optimisation BASIC": make(
+            graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        ),
+        "enable_cpu_mem_arena=False": make(enable_cpu_mem_arena=False),
+    }
+    times = interleave(variants, rounds)
+    return {name: len(tensors) / statistics.median(t) for name, t in times.items()}
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """The machine and library versions, for the report."""
+    import onnxruntime
+    import PIL
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, "
+        f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "Pillow": PIL.__version__,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--models", default="vit,convnext")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--memory-images", type=int, default=10_000)
+    parser.add_argument(
+        "--kohya", type=Path, help="a checkout of kohya-ss/sd-scripts to compare start-up with"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="8 images, 1 round, ViT, 2,000 small images"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.images, args.rounds, args.models, args.memory_images = 8, 1, "vit", 2_000
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    WORK.mkdir(exist_ok=True)
+    tags_csv = SHARED / "wd-v3-selected_tags.csv"
+    results: dict = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
+    photos_640 = photos(args.images, None)
+    photos_4096 = photos(args.images, 4096)
+
+    from PIL import Image
+
+    from tagger.image import load_image
+    from tagger.registry import local_spec
+    from tagger.wd14 import WD14Tagger, prepare_image
+
+    for arch in args.models.split(","):
+        folder = make_wd_model(WORK / arch, arch, tags_csv)
+        tagger = WD14Tagger(local_spec(folder), providers="cpu").load()
+        session, name = tagger._session, tagger._input_name
+        with open(folder / "selected_tags.csv", encoding="utf-8") as handle:
+            names = [row["name"] for row in csv.DictReader(handle)]
+        tensors = [prepare_image(load_image(p), 448) for p in sorted(photos_640.glob("*.jpg"))]
+        ceiling(session, name, tensors[:2], 1)  # warm-up
+        out = Path(tempfile.mkdtemp(prefix="tagger-bench-"))
+        print(f"[{arch}] 640 px: ceiling / ours / loop, {args.rounds} rounds", flush=True)
+        t640 = interleave(
+            {
+                "ceiling": lambda: ceiling(session, name, tensors, args.batch_size),
+                "ours": lambda: ours(photos_640, tagger, out / "ours", args.batch_size),
+                "loop": lambda: extension_loop(photos_640, session, name, names, out / "loop"),
+            },
+            args.rounds,
+        )
+        print(f"[{arch}] 4096 px: ours / loop", flush=True)
+        t4096 = interleave(
+            {
+                "ours": lambda: ours(photos_4096, tagger, out / "ours4096", args.batch_size),
+                "loop": lambda: extension_loop(photos_4096, session, name, names, out / "loop4096"),
+            },
+            args.rounds,
+        )
+        # Large images keep the reference scores: compare with the reference preprocessing.
+        from reference import reference_prepare
+
+        drift = 0.0
+        for path in sorted(photos_4096.glob("*.jpg"))[:4]:
+            ref = session.run(None, {name: reference_prepare(Image.open(path), 448)})[0]
+            got = tagger.forward(prepare_image(load_image(path), 448)[None])
+            drift = max(drift, float(np.abs(ref - got).max()))
+        n = args.images
+        results[arch] = {
+            "images_per_s": {k: n / statistics.median(v) for k, v in t640.items()},
+            "ours_vs_ceiling": ratio(t640, "ours", "ceiling") ** -1,
+            "loop_vs_ceiling": ratio(t640, "loop", "ceiling") ** -1,
+            "images_per_s_4096": {k: n / statistics.median(v) for k, v in t4096.items()},
+            "ours_vs_loop_4096": ratio(t4096, "ours", "loop"),
+            "max_score_drift_4096_vs_reference": drift,
+            "peak_rss_mib_batch1": peak_rss_of(
+                tagger_cli(
+                    str(photos_640),
+                    "--model",
+                    str(folder),
+                    "--output-dir",
+                    str(out / "rss"),
+                    "--on-existing",
+                    "overwrite",
+                )
+            )
+            / 1024,
+        }
+        print(json.dumps(results[arch], indent=2), flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+        tagger.unload()
+
+    # Fixed cost: process start to the first caption written, and a bare session's creation.
+    first = WORK / "first"
+    first.mkdir(exist_ok=True)
+    one = first / "one.jpg"
+    shutil.copyfile(sorted(photos_640.glob("*.jpg"))[0], one)
+    model = WORK / args.models.split(",")[0]
+    import onnxruntime as ort
+
+    start = time.perf_counter()
+    ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
+    session_seconds = time.perf_counter() - start
+    ours_first = [
+        first_caption_seconds(
+            tagger_cli(str(one), "--model", str(model), "--on-existing", "overwrite"),
+            one.with_suffix(".txt"),
+        )
+        for _ in range(args.rounds + 1)
+    ]
+    results["fixed_cost"] = {
+        "session_creation_s": session_seconds,
+        "ours_first_caption_s": statistics.median(ours_first),
+    }
+    if args.kohya:
+        kohya_first = [
+            first_caption_seconds(
+                [
+                    sys.executable,
+                    str(args.kohya / "finetune" / "tag_images_by_wd14_tagger.py"),
+                    str(first),
+                    "--onnx",
+                    "--repo_id",
+                    "local/unused",
+                    "--model_dir",
+                    str(WORK / "kohya-models"),
+                    "--batch_size",
+                    "1",
+                ],
+                one.with_suffix(".txt"),
+            )
+            for _ in range(args.rounds + 1)
+        ]
+        results["fixed_cost"]["kohya_first_caption_s"] = statistics.median(kohya_first)
+    print(json.dumps(results["fixed_cost"], indent=2), flush=True)
+
+    # Session options, on the bare session.
+    tensors = [prepare_image(load_image(p), 448) for p in sorted(photos_640.glob("*.jpg"))[:8]]
+    results["session_options"] = session_option_sweep(
+        model / "model.onnx", tensors, max(1, args.rounds)
+    )
+    print(json.dumps(results["session_options"], indent=2), flush=True)
+
+    # Streaming memory: peak RSS over 1/10 and all of a folder of small images (tiny model).
+    from tiny import make_model_dir
+
+    tiny = make_model_dir(WORK / "tiny-model", size=64)
+    big = small_images(args.memory_images)
+    subset = WORK / f"small-{args.memory_images // 10}-subset"
+    if not subset.exists():
+        subset.mkdir()
+        for d in sorted(big.glob("d*"))[:5]:
+            (subset / d.name).symlink_to(d, target_is_directory=True)
+    rss = {}
+    for label, folder in (("small", subset), ("large", big)):
+        out = Path(tempfile.mkdtemp(prefix="tagger-mem-"))
+        rss[label] = (
+            peak_rss_of(
+                tagger_cli(
+                    str(folder),
+                    "--model",
+                    str(tiny),
+                    "--recursive",
+                    "--output-dir",
+                    str(out),
+                    "--jsonl",
+                    str(out / "metadata.jsonl"),
+                )
+            )
+            / 1024
+        )
+        shutil.rmtree(out, ignore_errors=True)
+    results["memory"] = {
+        "images_small": args.memory_images // 10,
+        "images_large": args.memory_images,
+        "peak_rss_mib_small": rss["small"],
+        "peak_rss_mib_large": rss["large"],
+        "growth": rss["large"] / rss["small"] - 1,
+    }
+    print(json.dumps(results["memory"], indent=2), flush=True)
+    (WORK / "results.json").write_text(json.dumps(results, indent=2))
+    write_report(results, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write_report(results: dict, path: Path) -> None:
+    """Write the figures as the measured section of docs/benchmarks.md."""
+    m = results["machine"]
+    lines = [
+        "<!-- measured section: written by benchmarks/run.py -->",
+        f"Measured {m['date']} on {m['machine']}; Python {m['python']}, onnxruntime "
+        f"{m['onnxruntime']}, NumPy {m['numpy']}, Pillow {m['Pillow']}. "
+        f"Arguments: {results['args']}.",
+        "",
+        "| model | ceiling img/s | ours img/s | loop img/s | ours / ceiling | loop / ceiling "
+        "| 4096 px: ours img/s | 4096 px: loop img/s | 4096 px: ours / loop "
+        "| score drift at 4096 px | peak RSS (batch 1) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for arch in ("vit", "convnext"):
+        r = results.get(arch)
+        if not r:
+            continue
+        s, b = r["images_per_s"], r["images_per_s_4096"]
+        lines.append(
+            f"| {arch} | {s['ceiling']:.2f} | {s['ours']:.2f} | {s['loop']:.2f} | "
+            f"{r['ours_vs_ceiling']:.3f} | {r['loop_vs_ceiling']:.3f} | {b['ours']:.2f} | "
+            f"{b['loop']:.2f} | {r['ours_vs_loop_4096']:.2f} | "
+            f"{r['max_score_drift_4096_vs_reference']:.1e} | {r['peak_rss_mib_batch1']:.0f} MiB |"
+        )
+    f = results["fixed_cost"]
+    lines += [
+        "",
+        f"Fixed cost: process start to first caption {f['ours_first_caption_s']:.2f} s "
+        f"(creating the bare onnxruntime session alone: {f['session_creation_s']:.2f} s)"
+        + (
+            f"; kohya: {f['kohya_first_caption_s']:.2f} s." if "kohya_first_caption_s" in f else "."
+        ),
+        "",
+        "Session options (bare session, images/s, interleaved):",
+        "",
+        *(f"- {name}: {value:.2f}" for name, value in results["session_options"].items()),
+        "",
+        "Streaming memory (tiny model): peak RSS "
+        f"{results['memory']['peak_rss_mib_small']:.0f} MiB "
+        f"over {results['memory']['images_small']:,} images, "
+        f"{results['memory']['peak_rss_mib_large']:.0f} MiB over "
+        f"{results['memory']['images_large']:,} ({results['memory']['growth']:+.1%}).",
+        "<!-- end of measured section -->",
+    ]
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    begin, end = (
+        "<!-- measured section: written by benchmarks/run.py -->",
+        "<!-- end of measured section -->",
+    )
+    section = "\n".join(lines)
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
