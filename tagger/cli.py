@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tagger import __version__
-from tagger.errors import TaggerError
+from tagger.errors import OptionsError, TaggerError
 from tagger.options import BatchOptions, TagOptions, dump, field_names, parse
 
 log = logging.getLogger("tagger")
@@ -291,6 +291,12 @@ def _add_tag_command(sub: Any) -> None:
         metavar="ADDRESS",
         help="Ray cluster for --engine ray: 'auto', 'ray://HOST:10001' (default: a local one).",
     )
+    tag.add_argument(
+        "--parquet",
+        metavar="PATH|URI",
+        help="With --engine ray: also write each tagged image's record to this Parquet file "
+        "(a local path or s3://, gs:// URI).",
+    )
     tag.set_defaults(handler=cmd_tag)
 
 
@@ -393,6 +399,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
     if getattr(args, "engine", "local") == "ray":
         return cmd_tag_ray(args)
+    if getattr(args, "parquet", None):
+        raise OptionsError("--parquet needs --engine ray")
     tag_options, batch_options = options_from_args(args)
     check_inputs(args.paths)
     spec = resolve_model(args.model, args.models_dir)
@@ -474,6 +482,7 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
             tag_options,
             batch_options,
             address=args.ray_address,
+            parquet=args.parquet,
             progress=bar.update,
             on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
             cancel=cancel,

@@ -316,6 +316,73 @@ class _UriManifest(Manifest):
         return uri if uri is not None else super().file_name(image)
 
 
+class ParquetSink:
+    """The manifest's records as a Parquet file: a local path or an object-store URI.
+
+    Rows are buffered and written in row groups. A local file is written under a temporary name
+    and renamed when closed; an object-store object becomes visible only when its upload
+    completes on close. Either way a reader never sees half a file.
+    """
+
+    COLUMNS = ("file_name", "text", "rating", "character", "general")
+
+    def __init__(self, target: str, rows_per_group: int = 10_000) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self.target = target
+        self.rows_per_group = rows_per_group
+        self.schema = pa.schema(
+            [
+                ("file_name", pa.string()),
+                ("text", pa.string()),
+                ("rating", pa.string()),
+                ("character", pa.list_(pa.string())),
+                ("general", pa.list_(pa.string())),
+            ]
+        )
+        self._rows: list[dict[str, Any]] = []
+        self.count = 0
+        if is_uri(target):
+            from pyarrow import fs
+
+            filesystem, path = _filesystem(target)
+            if isinstance(filesystem, fs.LocalFileSystem):  # object stores have no folders
+                filesystem.create_dir(path.rpartition("/")[0], recursive=True)
+            self._tmp: Path | None = None
+            self._writer = pq.ParquetWriter(path, self.schema, filesystem=filesystem)
+        else:
+            from tagger.writers import temp_path
+
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = temp_path(Path(target))
+            self._writer = pq.ParquetWriter(str(self._tmp), self.schema)
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Buffer one record (written with the next full row group)."""
+        self._rows.append({name: record.get(name) for name in self.COLUMNS})
+        self.count += 1
+        if len(self._rows) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered rows as one row group."""
+        import pyarrow as pa
+
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
+            self._rows = []
+
+    def close(self) -> None:
+        """Write what is left and put the file in place."""
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
+        if self._tmp is not None:
+            os.replace(self._tmp, self.target)
+
+
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -325,7 +392,8 @@ class RayBatchRun(BatchRun):
     ``model`` is a ``ModelConfig`` (each actor builds its own model from it). ``address`` is passed
     to ``ray.init`` when Ray is not initialised yet (``None``: a local cluster on this machine,
     ``"auto"``: the cluster this machine belongs to, ``"ray://host:10001"``: Ray Client).
-    ``actors`` is the model pool's size (default: one per GPU, else half the CPUs).
+    ``actors`` is the model pool's size (default: one per GPU, else half the CPUs). ``parquet``
+    (a path or URI) also writes every tagged image's manifest record to one Parquet file.
     """
 
     def __init__(
@@ -337,6 +405,7 @@ class RayBatchRun(BatchRun):
         *,
         address: str | None = None,
         actors: int = 0,
+        parquet: str | None = None,
         progress: ProgressCallback | None = None,
         on_failure: FailureCallback | None = None,
         cancel: threading.Event | None = None,
@@ -358,11 +427,32 @@ class RayBatchRun(BatchRun):
         self.address = address
         self.actors = actors
         self.uris: dict[Path, str] = {}
+        self.parquet_target = parquet
+        self.parquet: ParquetSink | None = None
         if any(is_uri(os.fspath(i)) for i in self.inputs) and self.output_dir is None:
             raise OptionsError(
                 "images read from URIs need --output-dir DIR (a local folder) for their caption "
                 "files; add --jsonl FILE for one manifest of every result"
             )
+
+    def write(self, item: ImageItem, targets: Any, result: TagResult) -> None:
+        """``BatchRun.write``, plus the image's record in the Parquet file when there is one."""
+        super().write(item, targets, result)
+        if self.parquet is None:
+            return
+        from tagger.tags import top_rating
+
+        text = targets.caption.read_text(encoding="utf-8").rstrip("\n")
+        name = self.uris.get(item.path) or Path(os.path.abspath(item.path)).as_posix()
+        self.parquet.add(
+            {
+                "file_name": name,
+                "text": text,
+                "rating": top_rating(result.rating),
+                "character": list(result.character),
+                "general": list(result.general),
+            }
+        )
 
     # -- listing --------------------------------------------------------------------------------
     def _items(self) -> Iterator[ImageItem]:
@@ -492,12 +582,16 @@ class RayBatchRun(BatchRun):
             todo = self._plan()
             if todo and not self.cancel.is_set():  # Ray starts only when there is work
                 ray, started = self._connect()
+                if self.parquet_target:
+                    self.parquet = ParquetSink(self.parquet_target)
                 self._consume(self._dataset(ray, todo), todo)
             if self.cancel.is_set():
                 self.summary.cancelled = True
         finally:
             if self.manifest is not None:
                 self.manifest.close()
+            if self.parquet is not None:
+                self.parquet.close()
             if started:
                 ray.shutdown()
             self.summary.elapsed = time.perf_counter() - start

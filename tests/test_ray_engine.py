@@ -223,6 +223,29 @@ def test_file_uri_inputs_match_local_paths(tmp_path: Path, model_dir: Path) -> N
     ]
 
 
+def test_parquet_output_holds_the_manifest_records(tmp_path: Path, model_dir: Path) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    images = _dataset(tmp_path / "images", 6)
+    out = tmp_path / "out"
+    table_uri = (tmp_path / "tables" / "tags.parquet").as_uri()
+    got = RayBatchRun(
+        [images.as_uri()],
+        ModelConfig(local_spec(model_dir), providers="cpu"),
+        batch_options=BatchOptions(recursive=True, output_dir=str(out), jsonl=str(out / "m.jsonl")),
+        parquet=table_uri,
+    ).run()
+    assert got.written == 7
+    rows = pq.read_table(tmp_path / "tables" / "tags.parquet").to_pylist()
+    lines = [json.loads(line) for line in (out / "m.jsonl").read_text().splitlines()]
+    assert rows == lines
+    assert rows[0]["file_name"] == (images / "a" / "img001.png").as_uri()
+    assert rows[0]["text"] + "\n" == (out / "a" / "img001.txt").read_text()
+    assert not list((tmp_path / "tables").glob(".*"))
+
+
 def test_uri_inputs_need_an_output_dir(model_dir: Path) -> None:
     with pytest.raises(OptionsError, match="--output-dir"):
         RayBatchRun(["s3://bucket/images"], ModelConfig(local_spec(model_dir)))
