@@ -453,6 +453,8 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
     from tagger.registry import resolve_model
 
     tag_options, batch_options = options_from_args(args)
+    if not log.isEnabledFor(logging.INFO):  # Ray Data reports every dataset at INFO
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     local = [path for path in args.paths if not is_uri(path)]
     if local:
         check_inputs(local)

@@ -64,6 +64,9 @@ URI_SCHEMES = ("s3://", "gs://", "gcs://", "file://", "hdfs://", "abfs://", "abf
 #: cheap to schedule.
 ROWS_PER_BLOCK = 16
 MAX_BLOCKS = 20_000
+#: Rows per actor call (a multiple of the model's batch): fewer, larger calls cost less to
+#: schedule; the model still runs batches of its own size.
+ROWS_PER_CALL = 32
 
 
 def is_uri(text: str) -> bool:
@@ -553,6 +556,7 @@ class RayBatchRun(BatchRun):
         """The actor pool that runs the model (restarted and retried when a worker dies)."""
         from ray.data import ActorPoolStrategy
 
+        rows_per_call = batch_size * max(1, ROWS_PER_CALL // batch_size)
         return dataset.map_batches(
             TaggerActor,
             fn_constructor_kwargs={
@@ -561,7 +565,7 @@ class RayBatchRun(BatchRun):
                 "tag_options": dump(self.tag_options),
                 "batch_size": batch_size,
             },
-            batch_size=batch_size,
+            batch_size=rows_per_call,
             batch_format="numpy",
             compute=ActorPoolStrategy(size=actors),
             num_gpus=1 if gpus else 0,

@@ -172,9 +172,13 @@ def test_killed_actor_is_replaced_and_files_are_the_same(tmp_path: Path, model_d
     model = WD14Tagger(local_spec(model_dir), providers="cpu").load()
     expected = run_batch([local], model, batch_options=_options(local))
     killed: list[tuple[int, int]] = []
+    replacements: set[int] = set()
 
     def kill_once(progress) -> None:
-        if killed or progress.written < 5:
+        if killed:
+            replacements.update(_session_worker_pids() - {pid for pid, _ in killed})
+            return
+        if progress.written < 5:
             return
         pids = _session_worker_pids()
         assert pids, "no model actor process found"
@@ -190,6 +194,7 @@ def test_killed_actor_is_replaced_and_files_are_the_same(tmp_path: Path, model_d
     ).run()
     assert killed
     assert all(written < expected.written for _, written in killed)  # really mid-way
+    assert replacements  # a new actor process took over while results were still coming
     assert (got.written, got.failed_count, got.tagged) == (expected.written, 2, expected.tagged)
     assert _tree(remote) == _tree(local)  # no duplicate manifest lines, no temp files
 
