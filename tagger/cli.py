@@ -446,6 +446,21 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed_count else EXIT_OK
 
 
+def _quiet_ray_data() -> None:
+    """Ray Data's console shows warnings only (it reports every dataset at INFO); its log files
+    keep everything. The notice that its progress bars are off is dropped: ours is shown."""
+    try:
+        import ray.data  # noqa: F401  (configures the "ray.data" logger)
+    except ImportError:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(lambda record: "Progress bars disabled" not in record.getMessage())
+
+
 def cmd_tag_ray(args: argparse.Namespace) -> int:
     """Run ``tagger tag --engine ray``: the same outputs and summary, on a Ray cluster."""
     from tagger.batch import check_inputs, count_images
@@ -453,8 +468,8 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
     from tagger.registry import resolve_model
 
     tag_options, batch_options = options_from_args(args)
-    if not log.isEnabledFor(logging.INFO):  # Ray Data reports every dataset at INFO
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if not log.isEnabledFor(logging.INFO):
+        _quiet_ray_data()
     local = [path for path in args.paths if not is_uri(path)]
     if local:
         check_inputs(local)

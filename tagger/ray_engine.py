@@ -470,9 +470,9 @@ class RayBatchRun(BatchRun):
                 self.uris[item.path] = scheme + item.path.as_posix()
                 yield item
 
-    def _plan(self) -> list[tuple[ImageItem, Any]]:
+    def _plan(self) -> list[ImageItem]:
         """List the inputs: report conflicts, count done images, return the images to tag."""
-        todo: list[tuple[ImageItem, Any]] = []
+        todo: list[ImageItem] = []  # targets are computed again when writing: less memory
         for item in self._items():
             self.summary.found += 1
             targets = self.targets(item)
@@ -482,7 +482,7 @@ class RayBatchRun(BatchRun):
                 self.summary.skipped += 1
                 self._report(item.path)
             else:
-                todo.append((item, targets))
+                todo.append(item)
         return todo
 
     # -- Ray -----------------------------------------------------------------------------------
@@ -511,7 +511,7 @@ class RayBatchRun(BatchRun):
             size = fixed
         return size
 
-    def _dataset(self, ray: Any, todo: list[tuple[ImageItem, Any]]) -> Any:
+    def _dataset(self, ray: Any, todo: list[ImageItem]) -> Any:
         """The Ray dataset of results: listing -> decode tasks -> model actors."""
         from ray.data import DataContext
 
@@ -535,7 +535,7 @@ class RayBatchRun(BatchRun):
         actors = self.actors or (gpus if gpus else max(1, cpus // 2))
         rows = [
             {"id": i, "path": self.uris.get(item.path, str(item.path))}
-            for i, (item, _) in enumerate(todo)
+            for i, item in enumerate(todo)
         ]
         blocks = max(1, min(-(-len(rows) // ROWS_PER_BLOCK), MAX_BLOCKS))
         dataset = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -601,7 +601,7 @@ class RayBatchRun(BatchRun):
             self.summary.elapsed = time.perf_counter() - start
         return self.summary
 
-    def _consume(self, dataset: Any, todo: list[tuple[ImageItem, Any]]) -> None:
+    def _consume(self, dataset: Any, todo: list[ImageItem]) -> None:
         """Write results as they stream back, each image once."""
         written = bytearray(len(todo))  # guards against a result delivered twice
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
@@ -617,13 +617,13 @@ class RayBatchRun(BatchRun):
                 if written[index]:
                     continue
                 written[index] = 1
-                item, targets = todo[index]
+                item = todo[index]
                 if error:
                     self._fail(item.path, str(error))
                     continue
                 self.summary.tagged += 1
                 try:
-                    self.write(item, targets, decode_result(str(result)))
+                    self.write(item, self.targets(item), decode_result(str(result)))
                 except OSError as exc:
                     self._fail(item.path, f"cannot write output: {exc.strerror or exc}")
                     continue
