@@ -604,15 +604,25 @@ class RayBatchRun(BatchRun):
     def _consume(self, dataset: Any, todo: list[ImageItem]) -> None:
         """Write results as they stream back, each image once."""
         written = bytearray(len(todo))  # guards against a result delivered twice
-        for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
-            if self.cancel.is_set():
-                return
+        batches = dataset.iter_batches(batch_format="numpy", batch_size=None)
+        try:
+            self._write_results(batches, todo, written)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:  # stops the dataset's execution and its actors at once
+                close()
+
+    def _write_results(self, batches: Any, todo: list[ImageItem], written: bytearray) -> None:
+        """Write each result row of the streamed batches (until cancelled)."""
+        for batch in batches:
             providers = next((str(p) for p in batch["providers"] if p), "")
             if providers and not self.summary.providers:
                 self.summary.providers = providers.split(",")
             for index, error, result in zip(
                 batch["id"], batch["error"], batch["result"], strict=True
             ):
+                if self.cancel.is_set():
+                    return
                 index = int(index)
                 if written[index]:
                     continue
