@@ -257,6 +257,19 @@ def test_parquet_output_holds_the_manifest_records(tmp_path: Path, model_dir: Pa
     assert not list((tmp_path / "tables").glob(".*"))
 
 
+def test_model_that_fails_to_load_stops_the_run_with_exit_2(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken-model"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx file")
+    images = _dataset(tmp_path / "images", 3)
+    args = ["tag", str(images), "--model", str(broken), "--recursive", "--engine", "ray"]
+    assert main(args) == 2
+    assert "tagger: error:" in capsys.readouterr().err
+    assert not list(images.rglob("*.txt"))
+
+
 def test_uri_inputs_need_an_output_dir(model_dir: Path) -> None:
     with pytest.raises(OptionsError, match="--output-dir"):
         RayBatchRun(["s3://bucket/images"], ModelConfig(local_spec(model_dir)))
