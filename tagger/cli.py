@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tagger import __version__
-from tagger.errors import TaggerError
+from tagger.errors import OptionsError, TaggerError
 from tagger.options import BatchOptions, TagOptions, dump, field_names, parse
 
 log = logging.getLogger("tagger")
@@ -280,6 +280,23 @@ def _add_tag_command(sub: Any) -> None:
         default=10,
         help="How many frequent tags the summary lists.",
     )
+    tag.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: a Ray cluster (pip install 'tagger[ray]').",
+    )
+    tag.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster for --engine ray: 'auto', 'ray://HOST:10001' (default: a local one).",
+    )
+    tag.add_argument(
+        "--parquet",
+        metavar="PATH|URI",
+        help="With --engine ray: also write each tagged image's record to this Parquet file "
+        "(a local path or s3://, gs:// URI).",
+    )
     tag.set_defaults(handler=cmd_tag)
 
 
@@ -380,6 +397,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from tagger.cache import get_tagger
     from tagger.registry import resolve_model
 
+    if getattr(args, "engine", "local") == "ray":
+        return cmd_tag_ray(args)
+    if getattr(args, "parquet", None):
+        raise OptionsError("--parquet needs --engine ray")
     tag_options, batch_options = options_from_args(args)
     check_inputs(args.paths)
     spec = resolve_model(args.model, args.models_dir)
@@ -410,6 +431,75 @@ def cmd_tag(args: argparse.Namespace) -> int:
             model,
             tag_options,
             batch_options,
+            progress=bar.update,
+            on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
+            cancel=cancel,
+            total=total,
+        )
+        summary = run.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    _print_summary(summary, args.top_tags)
+    if summary.cancelled:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed_count else EXIT_OK
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's console shows warnings only (it reports every dataset at INFO); its log files
+    keep everything. The notice that its progress bars are off is dropped: ours is shown."""
+    try:
+        import ray.data  # noqa: F401  (configures the "ray.data" logger)
+    except ImportError:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.WARNING)
+            handler.addFilter(lambda record: "Progress bars disabled" not in record.getMessage())
+
+
+def cmd_tag_ray(args: argparse.Namespace) -> int:
+    """Run ``tagger tag --engine ray``: the same outputs and summary, on a Ray cluster."""
+    from tagger.batch import check_inputs, count_images
+    from tagger.ray_engine import ModelConfig, RayBatchRun, is_uri
+    from tagger.registry import resolve_model
+
+    tag_options, batch_options = options_from_args(args)
+    if not log.isEnabledFor(logging.INFO):
+        _quiet_ray_data()
+    local = [path for path in args.paths if not is_uri(path)]
+    if local:
+        check_inputs(local)
+    config = ModelConfig(
+        resolve_model(args.model, args.models_dir),
+        providers=args.device,
+        device_id=args.device_id,
+        threads=args.threads,
+        cache_dir=args.hf_cache,
+        revision=args.revision,
+    )
+    total = None if len(local) < len(args.paths) else count_images(local, batch_options.recursive)
+    bar = _Bar(total, enabled=not args.no_progress)  # type: ignore[arg-type]
+    cancel = threading.Event()
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        bar.write("interrupt: stopping after the results already received")
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        run = RayBatchRun(
+            args.paths,
+            config,
+            tag_options,
+            batch_options,
+            address=args.ray_address,
+            parquet=args.parquet,
             progress=bar.update,
             on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
             cancel=cancel,

@@ -9,9 +9,10 @@ import textwrap
 CORE_MODULES = [
     "tagger", "tagger.batch", "tagger.cache", "tagger.cli", "tagger.errors", "tagger.hub",
     "tagger.image", "tagger.options", "tagger.registry", "tagger.runtime", "tagger.tags",
-    "tagger.wd14", "tagger.writers", "tagger.__main__",
+    "tagger.wd14", "tagger.writers", "tagger.__main__", "tagger.ray_engine",
 ]  # fmt: skip
 HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm"]
+HEAVY += ["ray", "pyarrow", "pandas"]  # only with --engine ray
 
 
 def test_core_imports_with_host_and_gradio_blocked_and_nothing_heavy() -> None:
@@ -29,6 +30,24 @@ def test_core_imports_with_host_and_gradio_blocked_and_nothing_heavy() -> None:
         for name in {CORE_MODULES!r}:
             importlib.import_module(name)
         heavy = [m for m in {HEAVY!r} if m in sys.modules]
+        assert not heavy, heavy
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_cli_parses_engine_ray_without_importing_ray() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from tagger.cli import build_parser
+
+        args = build_parser().parse_args(["tag", "x", "--engine", "ray", "--ray-address", "auto"])
+        assert (args.engine, args.ray_address) == ("ray", "auto")
+        heavy = [m for m in ("ray", "pyarrow", "pandas") if m in sys.modules]
         assert not heavy, heavy
         print("ok")
         """
