@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tagger import __version__
@@ -341,7 +341,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[TagOptions, BatchOption
 class _Bar:
     """tqdm progress on stderr, fed by the engine's progress callback."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int | None, enabled: bool) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm(total=total, unit="img", disable=not enabled, dynamic_ncols=True)
@@ -415,22 +415,35 @@ def cmd_tag(args: argparse.Namespace) -> int:
     total = count_images(args.paths, batch_options.recursive)
     if total == 0:
         log.warning("no images found in %s", ", ".join(args.paths))
+    return run_with_progress(
+        lambda **hooks: BatchRun(args.paths, model, tag_options, batch_options, **hooks),
+        total,
+        args,
+        "interrupt: finishing the current batch (press Ctrl-C again to stop now)",
+    )
+
+
+def run_with_progress(
+    make_run: Callable[..., Any], total: int | None, args: argparse.Namespace, on_interrupt: str
+) -> int:
+    """Run a batch with a progress bar, failures printed as they happen, Ctrl-C to stop after
+    the current batch (twice: at once), the summary, and the exit status.
+
+    ``make_run(progress=, on_failure=, cancel=, total=)`` builds the run (anything with a
+    ``run()`` returning a ``Summary``).
+    """
     bar = _Bar(total, enabled=not args.no_progress)
     cancel = threading.Event()
 
     def interrupted(signum: int, frame: Any) -> None:
         if cancel.is_set():
             raise KeyboardInterrupt
-        bar.write("interrupt: finishing the current batch (press Ctrl-C again to stop now)")
+        bar.write(on_interrupt)
         cancel.set()
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
-        run = BatchRun(
-            args.paths,
-            model,
-            tag_options,
-            batch_options,
+        run = make_run(
             progress=bar.update,
             on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
             cancel=cancel,
@@ -482,37 +495,20 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
         revision=args.revision,
     )
     total = None if len(local) < len(args.paths) else count_images(local, batch_options.recursive)
-    bar = _Bar(total, enabled=not args.no_progress)  # type: ignore[arg-type]
-    cancel = threading.Event()
-
-    def interrupted(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        bar.write("interrupt: stopping after the results already received")
-        cancel.set()
-
-    previous = signal.signal(signal.SIGINT, interrupted)
-    try:
-        run = RayBatchRun(
+    return run_with_progress(
+        lambda **hooks: RayBatchRun(
             args.paths,
             config,
             tag_options,
             batch_options,
             address=args.ray_address,
             parquet=args.parquet,
-            progress=bar.update,
-            on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
-            cancel=cancel,
-            total=total,
-        )
-        summary = run.run()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        bar.close()
-    _print_summary(summary, args.top_tags)
-    if summary.cancelled:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed_count else EXIT_OK
+            **hooks,
+        ),
+        total,
+        args,
+        "interrupt: stopping after the results already received",
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -196,14 +196,15 @@ class WD14Tagger:
         self.load()
         session = self._session
         if self._fixed_batch is not None and batch.shape[0] != self._fixed_batch:
-            step = self._fixed_batch
-            if batch.shape[0] % step:
-                raise ValueError(f"batch of {batch.shape[0]} does not split into runs of {step}")
+            step, count = self._fixed_batch, batch.shape[0]
+            if count % step:  # fill the last run by repeating the last image, then drop those
+                filler = np.repeat(batch[-1:], step - count % step, axis=0)
+                batch = np.concatenate([batch, filler], axis=0)
             parts = [
                 session.run(None, {self._input_name: batch[i : i + step]})[0]
                 for i in range(0, batch.shape[0], step)
             ]
-            return np.concatenate(parts, axis=0)
+            return np.concatenate(parts, axis=0)[:count]
         return session.run(None, {self._input_name: batch})[0]
 
     def postprocess(self, scores: np.ndarray, options: TagOptions) -> TagResult:
