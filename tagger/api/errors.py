@@ -122,7 +122,14 @@ def make_route_class() -> type:
             async def guarded(request: Any) -> Any:
                 try:
                     return await handler(request)
-                except (HTTPException, StarletteHTTPException):
+                except (HTTPException, StarletteHTTPException) as exc:
+                    if exc.status_code == 400:  # FastAPI could not parse the body at all
+                        body = {
+                            "detail": f"invalid request: the request body cannot be read as "
+                            f"JSON ({exc.detail})",
+                            "errors": [],
+                        }
+                        return JSONResponse(body, status_code=422)
                     raise  # authentication (the host's dependency) and the like
                 except RequestValidationError as exc:
                     return JSONResponse(validation_body(list(exc.errors())), status_code=422)

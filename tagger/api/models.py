@@ -3,14 +3,15 @@
 The compatible models keep the field names, defaults and reply shapes of the older tagger
 extensions (toriato's and picobyte's), and ignore unknown keys as the webui's own request models
 do. The full routes reuse the options models of ``tagger.options`` and reject unknown keys, so a
-misspelt option is a 422 instead of being silently ignored.
+misspelt option is a 422 instead of being silently ignored. Request strings are ``StrictStr``
+so that pydantic 1.10 refuses a number where text belongs, as 2.x does.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictStr
 
 from tagger.options import BatchOptions, StrictModel, TagOptions
 from tagger.registry import DEFAULT_MODEL
@@ -31,8 +32,8 @@ MODEL_DESCRIPTION = (
 class InterrogateRequest(BaseModel):
     """``POST /tagger/v1/interrogate``: toriato's request, with picobyte's queue fields."""
 
-    image: str = Field("", title="Image", description=IMAGE_DESCRIPTION)
-    model: str = Field(..., title="Model", description=MODEL_DESCRIPTION)
+    image: StrictStr = Field("", title="Image", description=IMAGE_DESCRIPTION)
+    model: StrictStr = Field(..., title="Model", description=MODEL_DESCRIPTION)
     threshold: float | None = Field(
         None,
         ge=0.0,
@@ -44,7 +45,7 @@ class InterrogateRequest(BaseModel):
             "default 0.0)."
         ),
     )
-    queue: str = Field(
+    queue: StrictStr = Field(
         "",
         title="Queue",
         description=(
@@ -53,7 +54,7 @@ class InterrogateRequest(BaseModel):
             "picobyte's reply shape."
         ),
     )
-    name_in_queue: str = Field(
+    name_in_queue: StrictStr = Field(
         "",
         title="Name",
         description=(
@@ -93,8 +94,8 @@ class InterrogatorsResponse(BaseModel):
 class TagRequest(StrictModel):
     """``POST /tagger/v1/tag``: one image with the whole options model."""
 
-    image: str = Field(..., description=IMAGE_DESCRIPTION)
-    model: str = Field(DEFAULT_MODEL, description=MODEL_DESCRIPTION)
+    image: StrictStr = Field(..., description=IMAGE_DESCRIPTION)
+    model: StrictStr = Field(DEFAULT_MODEL, description=MODEL_DESCRIPTION)
     options: TagOptions = Field(
         default_factory=TagOptions,
         description="How scores become kept tags and caption text (all fields optional).",
@@ -156,14 +157,14 @@ class UnloadResponse(BaseModel):
 class JobRequest(StrictModel):
     """``POST /tagger/v1/jobs``: tag folders on the server and write caption files there."""
 
-    inputs: list[str] = Field(
+    inputs: list[StrictStr] = Field(
         ...,
         description=(
             "Absolute paths on the server: image files, folders or glob patterns, all inside the "
             "folders the server allows."
         ),
     )
-    model: str = Field(DEFAULT_MODEL, description=MODEL_DESCRIPTION)
+    model: StrictStr = Field(DEFAULT_MODEL, description=MODEL_DESCRIPTION)
     options: TagOptions = Field(default_factory=TagOptions, description="Tag options.")
     batch: BatchOptions = Field(
         default_factory=BatchOptions,

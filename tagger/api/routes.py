@@ -107,7 +107,7 @@ def interrogate(api: Api, req: InterrogateRequest) -> dict[str, Any]:
 def _required_image(text: str) -> str:
     """The request's image, which must not be empty here."""
     if not text.strip():
-        raise ImageLoadError("image", "is missing: send the image file's bytes as base64")
+        raise ImageLoadError("image", "is missing (empty): send the image file's bytes as base64")
     return text
 
 

@@ -83,7 +83,7 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
         value = value[prefix.end() :]
     compact = "".join(value.split()).rstrip("=")
     if not compact:
-        raise ImageLoadError("image", "is empty: send the image file's bytes as base64")
+        raise ImageLoadError("image", "is missing (empty): send the image file's bytes as base64")
     if len(compact) * 3 // 4 > max_bytes:
         raise ImageTooLargeError(
             "image", f"is over {max_bytes // (1024 * 1024)} MiB; send a smaller file"
