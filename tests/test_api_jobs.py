@@ -117,9 +117,7 @@ def test_job_inside_allowed_folder_writes_what_the_engine_writes(
 def test_job_with_glob_and_jsonl(api: Any, allowed: Path) -> None:
     _images(allowed / "a", 3)
     manifest = allowed / "meta" / "metadata.jsonl"
-    response = _start(
-        api, inputs=[str(allowed / "a" / "*.png")], batch={"jsonl": str(manifest)}
-    )
+    response = _start(api, inputs=[str(allowed / "a" / "*.png")], batch={"jsonl": str(manifest)})
     assert response.status_code == 202, response.text
     assert _wait(api, response.json()["id"])["summary"]["written"] == 3
     lines = manifest.read_text().splitlines()
@@ -251,12 +249,10 @@ def test_unknown_job_is_404(api: Any) -> None:
     assert api.post(f"{JOBS}/nope/cancel").status_code == 404
 
 
-# -- progress and cancel -----------------------------------------------------------------------------
+# -- progress and cancel -----------------------------------------------------------------------
 
 
-def test_progress_and_cancel(
-    api: Any, allowed: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_progress_and_cancel(api: Any, allowed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _images(allowed, 6)
     entered = threading.Event()
     release = threading.Event()
