@@ -607,3 +607,37 @@ def test_parallel_requests_identical_and_one_model_load(
     assert len(loads) == 1
     probs = direct_probs(model_dir, image)
     assert list(json.loads(replies[0][1])["caption"].items()) == expected_toriato(probs, 0.2)
+
+
+def test_tagger_serve_answers_a_toriato_client(model_dir: Path, image: Path) -> None:
+    """``tagger serve`` as a user starts it, and a client written for toriato's API."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("uvicorn")
+    port = _free_port()
+    command = [sys.executable, "-m", "tagger", "serve", "--port", str(port)]
+    command += ["--models-dir", str(model_dir.parent), "--device", "cpu", "--log-level", "warning"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}{URL}"
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"{base}/interrogators", timeout=5) as response:
+                    models = json.loads(response.read())["models"]
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    raise AssertionError(server.communicate()[1]) from None
+                time.sleep(0.1)
+        assert models[0] == "tiny-v3"
+        body = json.dumps({"image": b64(image), "model": "tiny-v3", "threshold": 0.35}).encode()
+        request = urllib.request.Request(
+            f"{base}/interrogate", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            caption = json.loads(response.read())["caption"]
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert list(caption.items()) == expected_toriato(direct_probs(model_dir, image), 0.35)
