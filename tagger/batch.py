@@ -20,7 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -267,6 +267,9 @@ class Summary:
 
 ProgressCallback = Callable[[Progress], None]
 FailureCallback = Callable[[Path, str], None]
+#: Called with each image and its output files before the image is read; a returned reason
+#: fails the image without reading or writing anything (the HTTP API's folder allow-list).
+CheckCallback = Callable[[ImageItem, Targets], "str | None"]
 
 
 # -- the engine -------------------------------------------------------------------------------
@@ -318,6 +321,7 @@ class BatchRun:
         on_failure: FailureCallback | None = None,
         cancel: threading.Event | None = None,
         total: int | None = None,
+        check: CheckCallback | None = None,
     ) -> None:
         self.inputs = list(inputs)
         self.model = model
@@ -327,6 +331,7 @@ class BatchRun:
         self.on_failure = on_failure
         self.cancel = cancel or threading.Event()
         self.total = total
+        self.check = check
         self.extension = normalize_extension(self.options.caption_extension)
         if self.options.write_json and self.extension == ".json":
             raise OptionsError("caption extension .json would collide with --json sidecars")
@@ -420,6 +425,10 @@ class BatchRun:
                 yield item, self.targets(item), None
                 continue
             targets = self.targets(item)
+            refused = self.check(item, targets) if self.check is not None else None
+            if refused is not None:
+                yield replace(item, conflict=refused), targets, None
+                continue
             if self.is_done(item, targets):
                 yield item, targets, None
                 continue

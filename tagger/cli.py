@@ -537,8 +537,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_serve_command(sub: Any) -> None:
+    """``tagger serve`` (the HTTP API; FastAPI is imported only when it runs)."""
+    from tagger.api.server import add_serve_command
+
+    add_serve_command(sub)
+
+
 #: Each entry adds one sub-command (its parser, with ``handler`` set to the function to run).
-COMMANDS = [_add_tag_command, _add_models_command]
+COMMANDS = [_add_tag_command, _add_models_command, _add_serve_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,6 +47,10 @@ class LabelsError(ModelLoadError):
     """A ``selected_tags.csv`` is malformed or does not match its model."""
 
 
+class PathNotAllowedError(TaggerError, PermissionError):
+    """A path lies outside the folders a server's owner allowed (or none are allowed)."""
+
+
 class ProviderError(TaggerError):
     """A requested execution provider (GPU backend) is not usable in this environment."""
 

@@ -88,19 +88,29 @@ _REGISTRY_ENTRIES: tuple[ModelSpec, ...] = (
         "wd-swinv2-tagger-v3",
         revision="main",
         description="WD v3 SwinV2 (the reference app's default)",
-        aliases=("wd-swinv2-v3", "wd14-swinv2-v3"),
+        aliases=(
+            "wd-swinv2-v3",
+            "wd14-swinv2-v3",
+            "wd14-swinv2-v3-git",
+            "wd-v1-4-swinv2-tagger.v3",
+        ),
     ),
     _wd14(
         "wd-vit-tagger-v3",
         revision="main",
         description="WD v3 ViT-Base",
-        aliases=("wd-vit-v3", "wd14-vit-v3"),
+        aliases=("wd-vit-v3", "wd14-vit-v3", "wd14-vit-v3-git", "wd-v1-4-vit-tagger.v3"),
     ),
     _wd14(
         "wd-convnext-tagger-v3",
         revision="main",
         description="WD v3 ConvNeXt",
-        aliases=("wd-convnext-v3", "wd14-convnext-v3"),
+        aliases=(
+            "wd-convnext-v3",
+            "wd14-convnext-v3",
+            "wd14-convnext-v3-git",
+            "wd-v1-4-convnext-tagger.v3",
+        ),
     ),
     # v2 (wd-v1-4-*-v2): 9,083 tags, ONNX fixed at batch 1.
     _wd14(
@@ -108,28 +118,28 @@ _REGISTRY_ENTRIES: tuple[ModelSpec, ...] = (
         revision="v2.0",
         batch_dynamic=False,
         description="WD v1.4 MOAT v2",
-        aliases=("wd14-moat-v2", "wd-v1-4-moat-v2"),
+        aliases=("wd14-moat-v2", "wd-v1-4-moat-v2", "wd-v1-4-moat-tagger.v2"),
     ),
     _wd14(
         "wd-v1-4-swinv2-tagger-v2",
         revision="v2.0",
         batch_dynamic=False,
         description="WD v1.4 SwinV2 v2",
-        aliases=("wd14-swinv2-v2", "wd14-swinv2-v2-git"),
+        aliases=("wd14-swinv2-v2", "wd14-swinv2-v2-git", "wd14-swinv2-v1"),
     ),
     _wd14(
         "wd-v1-4-convnextv2-tagger-v2",
         revision="v2.0",
         batch_dynamic=False,
         description="WD v1.4 ConvNeXtV2 v2",
-        aliases=("wd14-convnextv2-v2", "wd14-convnextv2-v2-git"),
+        aliases=("wd14-convnextv2-v2", "wd14-convnextv2-v2-git", "wd14-convnextv2.v1"),
     ),
     _wd14(
         "wd-v1-4-convnext-tagger-v2",
         revision="v2.0",
         batch_dynamic=False,
         description="WD v1.4 ConvNeXt v2",
-        aliases=("wd14-convnext-v2", "wd14-convnext-v2-git"),
+        aliases=("wd14-convnext-v2", "wd14-convnext-v2-git", "wd14-convnext.v2"),
     ),
     _wd14(
         "wd-v1-4-vit-tagger-v2",
@@ -144,14 +154,14 @@ _REGISTRY_ENTRIES: tuple[ModelSpec, ...] = (
         revision="main",
         batch_dynamic=False,
         description="WD v1.4 ConvNeXt (first release)",
-        aliases=("wd14-convnext", "wd14-convnext-v1"),
+        aliases=("wd14-convnext", "wd14-convnext-v1", "wd14-convnext.v1"),
     ),
     _wd14(
         "wd-v1-4-vit-tagger",
         revision="main",
         batch_dynamic=False,
         description="WD v1.4 ViT (first release)",
-        aliases=("wd14-vit", "wd14-vit-v1"),
+        aliases=("wd14-vit", "wd14-vit-v1", "wd14-vit.v1"),
     ),
 )
 
@@ -176,6 +186,16 @@ _BY_NAME = _index(_REGISTRY_ENTRIES)
 def registry_models() -> list[ModelSpec]:
     """Return the registry entries, in the order they are offered to users."""
     return list(_REGISTRY_ENTRIES)
+
+
+def registry_lookup(name: str) -> ModelSpec | None:
+    """The registry entry named by a key or an alias (any case), or None.
+
+    >>> registry_lookup("wd14-vit.v2").key
+    'wd-v1-4-vit-tagger-v2'
+    """
+    text = str(name).strip()
+    return _BY_NAME.get(text) or _BY_NAME.get(text.lower())
 
 
 def is_wd14_folder(path: Path) -> bool:

@@ -1,0 +1,73 @@
+"""The HTTP API: ``/tagger/v1`` routes on a FastAPI app (the webui's, or ``tagger serve``'s).
+
+``mount(app, ...)`` adds the routes; it is the only entry point the webui and the standalone
+server call. FastAPI is imported only when ``mount`` runs, so ``import tagger.api`` stays cheap
+and works without the ``api`` extra installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+log = logging.getLogger("tagger")
+
+__all__ = ["STATE_ATTRIBUTE", "mount"]
+
+#: ``app.state`` attribute holding the mounted API (its service and jobs); also the marker
+#: that keeps a second ``mount`` on the same app from registering the routes twice.
+STATE_ATTRIBUTE = "tagger_api"
+
+
+def mount(
+    app: Any,
+    *,
+    lock: Any = None,
+    dependencies: Sequence[Any] = (),
+    models_dirs: Iterable[str | os.PathLike[str]] = (),
+    hf_cache: str | os.PathLike[str] | None = None,
+    providers: str | list[str] | None = "auto",
+    device_id: int = 0,
+    allowed_dirs: Iterable[str | os.PathLike[str]] = (),
+) -> None:
+    """Add the tagger routes under ``/tagger/v1`` to a FastAPI ``app``.
+
+    - ``lock``: a context manager (the webui's ``queue_lock``) held while a model loads or runs
+      (for batch jobs: per batch, so other work can interleave).
+    - ``dependencies``: FastAPI dependencies added to every route (``Depends(...)`` objects or
+      plain callables), e.g. the webui's ``--api-auth`` check.
+    - ``models_dirs``: folders of local model folders (empty: ``$TAGGER_MODELS_DIR`` and the
+      project's ``models/``); ``hf_cache``: Hugging Face cache folder for registry models.
+    - ``providers`` / ``device_id``: where models run (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
+    - ``allowed_dirs``: the only server folders batch jobs may read and write; empty refuses
+      every batch job (403).
+
+    Calling it again on the same app does nothing (the routes are registered once).
+    """
+    if getattr(app.state, STATE_ATTRIBUTE, None) is not None:
+        log.debug("tagger API already mounted on this app")
+        return
+    from tagger.api.jobs import JobManager
+    from tagger.api.paths import AllowList
+    from tagger.api.routes import Api, build_router
+    from tagger.api.service import TaggerService
+
+    service = TaggerService(
+        lock=lock,
+        models_dirs=models_dirs,
+        hf_cache=hf_cache,
+        providers=providers,
+        device_id=device_id,
+    )
+    api = Api(service=service, jobs=JobManager(service, AllowList(allowed_dirs)))
+    app.include_router(build_router(api, dependencies))
+    app.openapi_schema = None  # regenerate the schema with the new routes
+    setattr(app.state, STATE_ATTRIBUTE, api)
+    log.info(
+        "tagger API mounted at /tagger/v1 (batch jobs %s)",
+        "allowed in " + ", ".join(str(r) for r in api.jobs.allow.roots)
+        if api.jobs.allow.enabled
+        else "turned off: no allowed folders",
+    )
