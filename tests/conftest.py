@@ -7,12 +7,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TAGGER_MODELS_DIR", "")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny import make_model_dir
+
+# Shared CI machines are slow and noisy: property tests check values, never time per example.
+settings.register_profile("tagger", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tagger")
 
 
 @pytest.fixture(scope="session")
