@@ -77,7 +77,11 @@
       tag = text ? text.textContent.trim() : "";
     }
     if (window.tagger_add_exclude(tag)) {
+      // A short flash: the row element is reused for other tags when the results change.
       set.classList.add("tagger_excluded");
+      setTimeout(function () {
+        set.classList.remove("tagger_excluded");
+      }, 800);
     }
   });
 

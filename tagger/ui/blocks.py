@@ -31,7 +31,11 @@ GRADIO_MAJOR = int(gr.__version__.split(".", 1)[0])
 #: The keyword of an event listener's browser-side function (renamed in Gradio 4).
 JS_KWARG = "_js" if GRADIO_MAJOR < 4 else "js"
 #: Tag options shown above the accordion.
-MAIN_TAG_KEYS = ("general_threshold", "character_threshold", "mcut_general", "mcut_character")
+THRESHOLD_KEYS = ("general_threshold", "character_threshold")
+MCUT_KEYS = ("mcut_general", "mcut_character")
+MAIN_TAG_KEYS = THRESHOLD_KEYS + MCUT_KEYS
+#: Batch options tucked into a closed accordion (tuning, rarely changed).
+ADVANCED_BATCH_KEYS = ("batch_size", "workers", "max_pixels")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -110,12 +114,13 @@ class TaggerUI:
                     with gr.Tab("Batch from folder", elem_id="tagger_batch_tab"):
                         self._build_batch()
                 self._build_models(settings)
-                with gr.Row(elem_id="tagger_thresholds"):
-                    for spec in self.tag_specs:
-                        if spec.key in MAIN_TAG_KEYS:
-                            self.tag_widgets[spec.key] = make_widget(
-                                spec, "tagger_opt_", defaults.get(spec.key)
-                            )
+                for row in (THRESHOLD_KEYS, MCUT_KEYS):
+                    with gr.Row(elem_classes=["tagger_thresholds"]):
+                        for spec in self.tag_specs:
+                            if spec.key in row:
+                                self.tag_widgets[spec.key] = make_widget(
+                                    spec, "tagger_opt_", defaults.get(spec.key)
+                                )
                 with gr.Accordion("Tag options", open=False, elem_id="tagger_tag_options"):
                     for spec in self.tag_specs:
                         if spec.key not in MAIN_TAG_KEYS:
@@ -137,9 +142,15 @@ class TaggerUI:
             elem_id="tagger_input_dir",
         )
         w["count"] = gr.Markdown("", elem_id="tagger_count")
-        with gr.Accordion("Batch options", open=True, elem_id="tagger_batch_options"):
+        with gr.Group(elem_id="tagger_batch_options"):
             for spec in self.batch_specs:
-                self.batch_widgets[spec.key] = make_widget(spec, "tagger_batch_")
+                if spec.key not in ADVANCED_BATCH_KEYS:
+                    self.batch_widgets[spec.key] = make_widget(spec, "tagger_batch_")
+        with gr.Accordion("Speed and limits", open=False, elem_id="tagger_batch_advanced"):
+            for spec in self.batch_specs:
+                if spec.key in ADVANCED_BATCH_KEYS:
+                    self.batch_widgets[spec.key] = make_widget(spec, "tagger_batch_")
+        self.batch_widgets = {s.key: self.batch_widgets[s.key] for s in self.batch_specs}
         w["task_id"] = gr.Textbox(visible=False, elem_id="tagger_task_id")
         with gr.Row():
             w["start"] = gr.Button("Start", variant="primary", elem_id="tagger_start")

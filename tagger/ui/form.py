@@ -55,12 +55,10 @@ def _raw_field(model: type[StrictModel], key: str) -> tuple[Any, str, float | No
         ge = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
         le = next((m.le for m in info.metadata if hasattr(m, "le")), None)
         return info.annotation, info.description or "", ge, le
-    field = model.__fields__[key]  # pragma: no cover - pydantic 1.10 environment
-    annotation = field.outer_type_
-    if field.allow_none:
-        annotation = annotation | None
-    info = field.field_info
-    return annotation, info.description or "", info.ge, info.le
+    # pydantic 1.10 (AUTOMATIC1111): the declared annotation, not pydantic's constrained type.
+    annotation = typing.get_type_hints(model)[key]  # pragma: no cover
+    info = model.__fields__[key].field_info  # pragma: no cover
+    return annotation, info.description or "", info.ge, info.le  # pragma: no cover
 
 
 def _kind(annotation: Any) -> tuple[str, tuple[str, ...], bool]:

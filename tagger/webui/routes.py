@@ -39,9 +39,11 @@ def auth_dependencies(api_auth: str | None) -> tuple[Any, ...]:
     from secrets import compare_digest
 
     from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPBasic, HTTPBasicCredentials
+    from fastapi.security import HTTPBasic
 
-    def check(creds: HTTPBasicCredentials = Depends(HTTPBasic())) -> bool:  # noqa: B008
+    # No annotation on ``creds``: string annotations (``from __future__``) of a local name are
+    # not resolvable by FastAPI 0.94; Depends alone is enough.
+    def check(creds=Depends(HTTPBasic())):  # noqa: ANN001, ANN202, B008
         expected = credentials.get(creds.username)
         if expected is not None and compare_digest(creds.password, expected):
             return True

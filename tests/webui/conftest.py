@@ -12,7 +12,6 @@ import pytest
 
 HOST_DIR = Path(__file__).parent / "host"
 REPO = Path(__file__).resolve().parents[2]
-pytest.importorskip("gradio")
 
 
 def _purge() -> None:

@@ -13,6 +13,8 @@ from conftest import REPO
 
 SCRIPT = REPO / "scripts" / "tagger.py"
 
+pytest.importorskip("gradio")
+
 
 def run_script() -> dict:
     """Load scripts/tagger.py as the host does (extension root first on sys.path)."""

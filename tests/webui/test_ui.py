@@ -1,0 +1,143 @@
+"""The shared UI: widgets derived from the option models, presets, the standalone app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tagger.errors import OptionsError
+from tagger.options import BatchOptions, TagOptions, dump, field_names
+from tagger.ui.form import build_options, field_specs, from_widget, to_widget
+from tagger.ui.presets import list_presets, load_preset, save_preset
+
+EXPECTED_KINDS = {
+    "general_threshold": "slider",
+    "character_threshold": "slider",
+    "mcut_general": "checkbox",
+    "max_tags": "number",
+    "exclude_tags": "list",
+    "replace_tags": "mapping",
+    "rating_tag": "choice",
+    "order": "choice",
+    "separator": "text",
+}
+
+
+def test_every_option_field_has_a_widget_spec() -> None:
+    specs = {spec.key: spec for spec in field_specs(TagOptions)}
+    assert list(specs) == field_names(TagOptions)
+    assert {k: specs[k].kind for k in EXPECTED_KINDS} == EXPECTED_KINDS
+    assert specs["general_threshold"].minimum == 0.0
+    assert specs["general_threshold"].maximum == 1.0
+    assert specs["rating_tag"].choices == ("none", "first", "last")
+    assert specs["mcut_general"].label == "MCut general"
+    batch = {spec.key: spec for spec in field_specs(BatchOptions)}
+    assert list(batch) == field_names(BatchOptions)
+    assert batch["output_dir"].kind == "text"
+    assert batch["output_dir"].optional is True
+    assert batch["on_existing"].choices == ("skip", "overwrite", "append", "prepend")
+
+
+@pytest.mark.parametrize("model", [TagOptions, BatchOptions])
+def test_defaults_round_trip_through_widgets(model) -> None:
+    values = {spec.key: to_widget(spec, spec.default) for spec in field_specs(model)}
+    assert dump(build_options(model, values)) == dump(model())
+
+
+def test_widget_text_becomes_option_values() -> None:
+    specs = {spec.key: spec for spec in field_specs(TagOptions)}
+    assert from_widget(specs["exclude_tags"], " solo,, long hair ") == ["solo", "long hair"]
+    mapping = {"cat ears": "animal ears", "a,b": "c;d"}
+    text = to_widget(specs["replace_tags"], mapping)
+    assert from_widget(specs["replace_tags"], text) == mapping
+    with pytest.raises(OptionsError, match="Replace tags"):
+        from_widget(specs["replace_tags"], "only-one-part")
+    with pytest.raises(OptionsError, match="invalid options"):
+        build_options(TagOptions, {"general_threshold": 1.5})
+    batch = {spec.key: spec for spec in field_specs(BatchOptions)}
+    assert from_widget(batch["output_dir"], "  ") is None
+
+
+def test_presets_save_and_load_every_option(tmp_path: Path) -> None:
+    tags = TagOptions(general_threshold=0.5, exclude_tags=["solo"], replace_tags={"a": "b"})
+    batch = BatchOptions(recursive=True, on_existing="append", caption_extension=".caption")
+    path = save_preset(
+        tmp_path,
+        "my preset",
+        model="wd-vit-tagger-v3",
+        captioner=None,
+        auto_interrogate=True,
+        tag_options=tags,
+        batch_options=batch,
+    )
+    data = json.loads(path.read_text())
+    assert set(data["tag_options"]) == set(field_names(TagOptions))
+    assert set(data["batch_options"]) == set(field_names(BatchOptions))
+    assert list_presets(tmp_path) == ["my preset"]
+    loaded = load_preset(tmp_path, "my preset")
+    assert loaded["model"] == "wd-vit-tagger-v3"
+    assert loaded["auto_interrogate"] is True
+    assert dump(loaded["tag_options"]) == dump(tags)
+    assert dump(loaded["batch_options"]) == dump(batch)
+
+
+def test_bad_presets_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(OptionsError, match="not usable"):
+        save_preset(
+            tmp_path,
+            "../escape",
+            model=None,
+            captioner=None,
+            auto_interrogate=False,
+            tag_options=TagOptions(),
+            batch_options=BatchOptions(),
+        )
+    (tmp_path / "old.json").write_text(json.dumps({"tag_options": {"threshold": 0.3}}))
+    with pytest.raises(OptionsError, match="invalid options"):
+        load_preset(tmp_path, "old")
+    (tmp_path / "odd.json").write_text(json.dumps({"colour": "red"}))
+    with pytest.raises(OptionsError, match="unknown keys"):
+        load_preset(tmp_path, "odd")
+    with pytest.raises(OptionsError, match="does not exist"):
+        load_preset(tmp_path, "missing")
+
+
+def test_standalone_app_has_the_tab_without_send_to(model_dir: Path) -> None:
+    pytest.importorskip("gradio")
+    from tagger.ui.app import build_app
+    from tagger.ui.host import RuntimeSettings
+
+    demo = build_app(RuntimeSettings(models_dirs=[model_dir.parent]))
+    ids = {
+        getattr(block, "elem_id", None) for block in demo.blocks.values()
+    } - {None}
+    assert {"tagger_image", "tagger_interrogate", "tagger_prompt", "tagger_general",
+            "tagger_input_dir", "tagger_start", "tagger_summary", "tagger_opt_exclude_tags",
+            "tagger_batch_caption_extension", "tagger_preset"} <= ids  # fmt: skip
+    assert all(i.startswith("tagger_") for i in ids)
+    assert "txt2img_tab" not in ids
+    model = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "tagger_model")
+    choices = [c[0] if isinstance(c, (tuple, list)) else c for c in model.choices]
+    assert choices[0] == "tiny-v3"  # local models first
+    captioner = next(
+        b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "tagger_captioner"
+    )
+    assert captioner.visible is False  # no captioning models yet
+
+
+def test_captioning_raises_a_clear_error() -> None:
+    from tagger.errors import MissingDependencyError
+    from tagger.ui.actions import caption_image
+    from tagger.ui.host import RuntimeSettings
+
+    with pytest.raises(MissingDependencyError, match="captioner 'blip-base' cannot run"):
+        caption_image(None, "blip-base", RuntimeSettings())
+
+
+def test_ui_command_is_in_the_cli() -> None:
+    from tagger.cli import build_parser
+
+    args = build_parser().parse_args(["ui", "--port", "9000", "--models-dir", "m"])
+    assert (args.host, args.port, args.models_dir, args.device) == ("127.0.0.1", 9000, ["m"], "auto")
