@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import launch
 
@@ -154,9 +154,8 @@ def install(todo: list[Requirement]) -> None:
     """One pip call per missing package, each constrained to keep the webui's versions."""
     pins = protected_constraints()
     with tempfile.TemporaryDirectory(prefix="tagger-install-") as folder:
-        constraints = os.path.join(folder, "constraints.txt")
-        with open(constraints, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(pins) + "\n")
+        constraints = Path(folder) / "constraints.txt"
+        constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
         for row in todo:
             launch.run_pip(
                 f'install "{row.requirement}" -c "{constraints}"',

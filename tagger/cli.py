@@ -479,9 +479,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     try:
         import gradio  # noqa: F401
     except ImportError as exc:
-        raise MissingDependencyError(
-            "tagger ui needs Gradio: pip install 'tagger[ui]'"
-        ) from exc
+        raise MissingDependencyError("tagger ui needs Gradio: pip install 'tagger[ui]'") from exc
     from tagger.ui.app import launch
     from tagger.ui.host import RuntimeSettings
 

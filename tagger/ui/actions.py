@@ -14,7 +14,7 @@ from typing import Any
 
 from tagger.batch import Summary, check_inputs, count_images
 from tagger.errors import MissingDependencyError, OptionsError
-from tagger.options import BatchOptions, TagOptions
+from tagger.options import BatchOptions, TagOptions, dump, parse
 from tagger.registry import ModelSpec, list_models, resolve_model
 from tagger.ui.host import Progress, RuntimeSettings
 
@@ -136,8 +136,9 @@ def run_folder(
 
     total = count_folder(folder, batch_options.recursive)
     if batch_options.batch_size == 0 and settings.batch_size:
-        batch_options = batch_options.__class__(
-            **{**_fields(batch_options), "batch_size": settings.batch_size}
+        # The Settings page's batch size applies when the tab leaves it at 0 (automatic).
+        batch_options = parse(
+            BatchOptions, {**dump(batch_options), "batch_size": settings.batch_size}
         )
     tagger = load_tagger(model, settings)
     progress.begin(total, f"Tagging {total} images in {folder}")
@@ -166,13 +167,6 @@ def run_folder(
         " (interrupted)" if summary.cancelled else "",
     )
     return summary
-
-
-def _fields(model: Any) -> dict[str, Any]:
-    """An option model's values."""
-    from tagger.options import dump
-
-    return dump(model)
 
 
 def summary_html(summary: Summary, top: int = 20) -> str:
@@ -208,7 +202,8 @@ def summary_html(summary: Summary, top: int = 20) -> str:
 
 def error_html(exc: BaseException) -> str:
     """An error for the info box."""
-    return f"<div class='tagger_error'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</div>"
+    text = f"{type(exc).__name__}: {exc}"
+    return f"<div class='tagger_error'>{html.escape(text)}</div>"
 
 
 def output_folder_text(folder: str, batch_options: BatchOptions) -> str:

@@ -73,6 +73,7 @@ class TaggerUI:
         self.batch_widgets: dict[str, Any] = {}
         self.presets_dir = host.presets_dir or default_presets_dir()
         self.current_progress: Any = None
+        self._single: Callable[..., Any] = self.on_interrogate
 
     # -- option values --------------------------------------------------------------------
     def tag_options(self, values: Sequence[Any]) -> TagOptions:
@@ -173,7 +174,9 @@ class TaggerUI:
             )
             w["captioner"] = gr.Dropdown(
                 choices=["", *captioners],
-                value=settings.default_captioner if settings.default_captioner in captioners else "",
+                value=settings.default_captioner
+                if settings.default_captioner in captioners
+                else "",
                 label="Captioner",
                 visible=bool(captioners),
                 elem_id="tagger_captioner",
@@ -222,7 +225,9 @@ class TaggerUI:
         )
         w["info"] = gr.HTML("", elem_id="tagger_info")
         w["rating"] = gr.Label(label="Rating", elem_id="tagger_rating")
-        w["character"] = gr.Label(label="Character tags (click to exclude)", elem_id="tagger_character")
+        w["character"] = gr.Label(
+            label="Character tags (click to exclude)", elem_id="tagger_character"
+        )
         w["general"] = gr.Label(label="General tags (click to exclude)", elem_id="tagger_general")
 
     # -- events ------------------------------------------------------------------------------
@@ -233,12 +238,12 @@ class TaggerUI:
         batch_inputs = list(self.batch_widgets.values())
         results = [w["prompt"], w["rating"], w["character"], w["general"], w["caption"], w["info"]]
         single = self.host.wrap_gpu(self.on_interrogate, len(results))
+        self._single = single
         w["interrogate"].click(
             single, [w["image"], w["model"], w["captioner"], *tag_inputs], results
         )
-        auto = self.host.wrap_gpu(self.on_image_change, len(results))
         w["image"].change(
-            auto,
+            self.on_image_change,
             [w["image"], w["auto_interrogate"], w["model"], w["captioner"], *tag_inputs],
             results,
         )
@@ -259,10 +264,23 @@ class TaggerUI:
         unload = self.host.wrap_gpu(self.on_unload, 1)
         w["unload"].click(unload, [], [w["info"]])
         w["refresh"].click(self.on_refresh, [], [w["model"], w["captioner"]], queue=False)
-        option_outputs = [w["model"], w["captioner"], w["auto_interrogate"], *tag_inputs, *batch_inputs]
+        option_outputs = [
+            w["model"],
+            w["captioner"],
+            w["auto_interrogate"],
+            *tag_inputs,
+            *batch_inputs,
+        ]
         w["preset_save"].click(
             self.on_preset_save,
-            [w["preset_name"], w["model"], w["captioner"], w["auto_interrogate"], *tag_inputs, *batch_inputs],
+            [
+                w["preset_name"],
+                w["model"],
+                w["captioner"],
+                w["auto_interrogate"],
+                *tag_inputs,
+                *batch_inputs,
+            ],
             [w["preset"], w["info"]],
         )
         w["preset_load"].click(self.on_preset_load, [w["preset"]], [*option_outputs, w["info"]])
@@ -285,10 +303,11 @@ class TaggerUI:
     def on_image_change(
         self, image: Any, auto: bool, model: str, captioner: str, *tag_values: Any
     ) -> list[Any]:
-        """Interrogate on image change when the option is on."""
+        """Interrogate on image change when the option is on (only then is the model wrapper,
+        with its queue lock, entered)."""
         if not auto or image is None:
-            return [gr.update()] * 5 + [""]
-        return self.on_interrogate(image, model, captioner, *tag_values)
+            return [gr.update()] * 6
+        return list(self._single(image, model, captioner, *tag_values))
 
     def on_batch(self, task_id: str, folder: str, model: str, *values: Any) -> list[Any]:
         """Run a folder; outputs: the count line and the summary HTML."""
@@ -350,7 +369,8 @@ class TaggerUI:
             return [gr.update(), actions.error_html(exc)]
         return [
             gr.update(choices=list_presets(self.presets_dir), value=path.stem),
-            f"<div class='tagger_note'>Saved preset {html.escape(path.stem)} to {html.escape(str(path))}.</div>",
+            f"<div class='tagger_note'>Saved preset {html.escape(path.stem)} "
+            f"to {html.escape(str(path))}.</div>",
         ]
 
     def on_preset_load(self, name: str) -> list[Any]:

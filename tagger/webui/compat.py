@@ -82,7 +82,7 @@ def extensions_dir() -> Path | None:
 
 
 def send_to_buttons(text_component: Any, image_component: Any) -> dict[str, Any]:
-    """"Send to txt2img/img2img" buttons that paste the prompt (and the image into img2img)."""
+    """ "Send to txt2img/img2img" buttons that paste the prompt (and the image into img2img)."""
     infotext = infotext_utils()
     buttons = infotext.create_buttons(["txt2img", "img2img"])
     for tabname, button in buttons.items():

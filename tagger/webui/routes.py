@@ -43,7 +43,7 @@ def auth_dependencies(api_auth: str | None) -> tuple[Any, ...]:
 
     # No annotation on ``creds``: string annotations (``from __future__``) of a local name are
     # not resolvable by FastAPI 0.94; Depends alone is enough.
-    def check(creds=Depends(HTTPBasic())):  # noqa: ANN001, ANN202, B008
+    def check(creds=Depends(HTTPBasic())):  # noqa: B008
         expected = credentials.get(creds.username)
         if expected is not None and compare_digest(creds.password, expected):
             return True

@@ -106,7 +106,9 @@ def register_settings() -> None:
             component,
             component_args,
             section=SECTION,
-            comment_after=f"<span class='info'>({setting.comment})</span>" if setting.comment else "",
+            comment_after=f"<span class='info'>({setting.comment})</span>"
+            if setting.comment
+            else "",
         )
         opts.add_option(setting.key, info)
 

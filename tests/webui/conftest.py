@@ -17,7 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 def _purge() -> None:
     """Forget the stand-in host and everything imported from it."""
     for name in list(sys.modules):
-        if name in ("modules", "launch", "install") or name.startswith(("modules.", "tagger.webui")):
+        if name in ("modules", "launch", "install") or name.startswith(
+            ("modules.", "tagger.webui")
+        ):
             del sys.modules[name]
 
 

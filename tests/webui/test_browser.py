@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tiny import make_image
 
+pytest.importorskip("gradio")
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("TAGGER_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -76,10 +77,9 @@ def test_interrogate_and_batch_in_the_browser(page, tmp_path: Path, model_dir: P
     from tagger.tags import format_tags
 
     image_path = make_image(tmp_path / "upload.png", (64, 48), seed=5)
-    expected = (
-        get_tagger(local_spec(model_dir))
-        .tag_batch([Image.open(image_path).convert("RGB")], TagOptions())[0]
-    )
+    expected = get_tagger(local_spec(model_dir)).tag_batch(
+        [Image.open(image_path).convert("RGB")], TagOptions()
+    )[0]
     page.set_input_files("#tagger_image input[type=file]", str(image_path))
     page.click("#tagger_interrogate")
     prompt = page.locator("#tagger_prompt textarea")

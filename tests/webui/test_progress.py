@@ -101,16 +101,16 @@ def test_single_image_through_host_wrapper(webui, model_dir: Path, tmp_path: Pat
     from PIL import Image
 
     from tagger.options import TagOptions
+    from tagger.registry import local_spec
     from tagger.tags import format_tags
     from tagger.wd14 import WD14Tagger
-    from tagger.registry import local_spec
 
     ui, host = build_tab(webui)
     path = make_image(tmp_path / "one.png", (64, 48), seed=3)
     image = Image.open(path)
     run = host.wrap_gpu(ui.on_interrogate, 6)
     tag_values = default_values(ui)[: len(ui.tag_specs)]
-    prompt, rating, character, general, caption, info = run(image, str(model_dir), "", *tag_values)
+    prompt, rating, _, general, caption, info = run(image, str(model_dir), "", *tag_values)
     tagger = WD14Tagger(local_spec(model_dir)).load()
     expected = tagger.tag_batch([Image.open(path).convert("RGB")], TagOptions())[0]
     assert prompt == format_tags(expected, TagOptions())
@@ -124,3 +124,18 @@ def test_single_image_through_host_wrapper(webui, model_dir: Path, tmp_path: Pat
 
     assert list(out[:5]) == [gr.update()] * 5
     assert "no image" in out[5]
+
+
+def test_auto_interrogate_on_image_change(webui, model_dir: Path, tmp_path: Path) -> None:
+    import gradio as gr
+    from PIL import Image
+
+    ui, _ = build_tab(webui)
+    image = Image.open(make_image(tmp_path / "a.png", (30, 30), seed=1))
+    tag_values = default_values(ui)[: len(ui.tag_specs)]
+    off = ui.on_image_change(image, False, str(model_dir), "", *tag_values)
+    assert off == [gr.update()] * 6  # nothing runs, the host's wrapper is not entered
+    assert webui.shared.state.job_count == 0
+    on = ui.on_image_change(image, True, str(model_dir), "", *tag_values)
+    assert on[0] and on[0] == ui.on_interrogate(image, str(model_dir), "", *tag_values)[0]
+    assert "Time taken" in on[5]

@@ -110,9 +110,7 @@ def test_standalone_app_has_the_tab_without_send_to(model_dir: Path) -> None:
     from tagger.ui.host import RuntimeSettings
 
     demo = build_app(RuntimeSettings(models_dirs=[model_dir.parent]))
-    ids = {
-        getattr(block, "elem_id", None) for block in demo.blocks.values()
-    } - {None}
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()} - {None}
     assert {"tagger_image", "tagger_interrogate", "tagger_prompt", "tagger_general",
             "tagger_input_dir", "tagger_start", "tagger_summary", "tagger_opt_exclude_tags",
             "tagger_batch_caption_extension", "tagger_preset"} <= ids  # fmt: skip
@@ -140,4 +138,39 @@ def test_ui_command_is_in_the_cli() -> None:
     from tagger.cli import build_parser
 
     args = build_parser().parse_args(["ui", "--port", "9000", "--models-dir", "m"])
-    assert (args.host, args.port, args.models_dir, args.device) == ("127.0.0.1", 9000, ["m"], "auto")
+    assert (args.host, args.port, args.models_dir, args.device) == (
+        "127.0.0.1",
+        9000,
+        ["m"],
+        "auto",
+    )
+
+
+def test_settings_batch_size_applies_when_the_tab_says_automatic(model_dir: Path, tmp_path):
+    from tiny import make_image
+
+    from tagger.ui.actions import run_folder
+    from tagger.ui.host import Progress, RuntimeSettings
+
+    for i in range(4):
+        make_image(tmp_path / f"i{i}.png", (20 + i, 30), seed=i)
+    settings = RuntimeSettings(batch_size=3)
+    seen: list[int] = []
+
+    class Record(Progress):
+        def update(self, progress) -> None:
+            seen.append(progress.done)
+
+    summary = run_folder(
+        str(tmp_path), str(model_dir), TagOptions(), BatchOptions(), settings, Record()
+    )
+    assert (summary.batch_size, summary.written, seen) == (3, 4, [1, 2, 3, 4])
+    summary = run_folder(
+        str(tmp_path),
+        str(model_dir),
+        TagOptions(),
+        BatchOptions(batch_size=2, on_existing="overwrite"),
+        settings,
+        Record(),
+    )
+    assert (summary.batch_size, summary.written) == (2, 4)
