@@ -471,15 +471,14 @@ def _add_ui_command(sub: Any) -> None:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Run ``tagger ui``."""
+    import importlib.util
     from pathlib import Path
 
     from tagger.errors import MissingDependencyError
     from tagger.registry import default_models_dirs
 
-    try:
-        import gradio  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependencyError("tagger ui needs Gradio: pip install 'tagger[ui]'") from exc
+    if importlib.util.find_spec("gradio") is None:
+        raise MissingDependencyError("tagger ui needs Gradio: pip install 'tagger[ui]'")
     from tagger.ui.app import launch
     from tagger.ui.host import RuntimeSettings
 

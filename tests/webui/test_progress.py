@@ -137,5 +137,6 @@ def test_auto_interrogate_on_image_change(webui, model_dir: Path, tmp_path: Path
     assert off == [gr.update()] * 6  # nothing runs, the host's wrapper is not entered
     assert webui.shared.state.job_count == 0
     on = ui.on_image_change(image, True, str(model_dir), "", *tag_values)
-    assert on[0] and on[0] == ui.on_interrogate(image, str(model_dir), "", *tag_values)[0]
+    assert on[0]
+    assert on[0] == ui.on_interrogate(image, str(model_dir), "", *tag_values)[0]
     assert "Time taken" in on[5]

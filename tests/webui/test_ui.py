@@ -174,3 +174,54 @@ def test_settings_batch_size_applies_when_the_tab_says_automatic(model_dir: Path
         Record(),
     )
     assert (summary.batch_size, summary.written) == (2, 4)
+
+
+def test_layering_only_tagger_webui_imports_the_host() -> None:
+    """``modules`` is imported only under tagger/webui/; gradio only there and in tagger/ui/."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "tagger"
+    offenders = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top == "modules" and not relative.startswith("webui/"):
+                    offenders.append((relative, name))
+                if top == "gradio" and not relative.startswith(("webui/", "ui/")):
+                    offenders.append((relative, name))
+    assert offenders == []
+
+
+def test_gradio_free_ui_modules_import_without_gradio_or_host() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"modules", "gradio", "launch", "fastapi"}:
+                    raise ImportError(f"blocked: {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        for name in ["tagger.ui", "tagger.ui.form", "tagger.ui.presets", "tagger.ui.host",
+                     "tagger.ui.actions"]:
+            importlib.import_module(name)
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
