@@ -27,7 +27,8 @@ class LogProgress(Progress):
         log.info("%s", description)
 
     def update(self, progress: Any) -> None:
-        """Log every tenth."""
+        """Keep the snapshot for the page; log every tenth."""
+        self.latest = progress
         if progress.done >= self._next:
             log.info("%d/%d images", progress.done, self.total)
             self._next += max(1, self.total // 10)
@@ -59,6 +60,7 @@ def standalone_host(
         interrupt=interrupt,
         send_to=None,
         is_webui=False,
+        stream_progress=True,
     )
     return host, running
 

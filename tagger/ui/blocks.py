@@ -12,7 +12,8 @@ from __future__ import annotations
 import html
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ class TaggerUI:
         self.presets_dir = host.presets_dir or default_presets_dir()
         self.current_progress: Any = None
         self._single: Callable[..., Any] = self.on_interrogate
+        self._batch: Callable[..., Any] = self.on_batch
 
     # -- option values --------------------------------------------------------------------
     def tag_options(self, values: Sequence[Any]) -> TagOptions:
@@ -254,8 +256,9 @@ class TaggerUI:
             actions.count_text, count_inputs, [w["count"]], queue=False
         )
         batch = self.host.wrap_gpu(self.on_batch, 2)
+        self._batch = batch
         w["start"].click(
-            batch,
+            self.on_batch_stream if self.host.stream_progress else batch,
             [w["task_id"], w["input_dir"], w["model"], *tag_inputs, *batch_inputs],
             [w["count"], w["summary"]],
             **{JS_KWARG: "tagger_start_batch"},
@@ -327,6 +330,23 @@ class TaggerUI:
         count = f"{total} image{'s' if total != 1 else ''} found; captions written {where}"
         return [count, actions.summary_html(summary)]
 
+    def on_batch_stream(self, *args: Any) -> Iterator[list[Any]]:
+        """Run ``on_batch`` (wrapped) in a thread and stream its progress to the count line."""
+        box: dict[str, list[Any]] = {}
+
+        def work() -> None:
+            box["out"] = list(self._batch(*args))
+
+        worker = threading.Thread(target=work, name="tagger-batch", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+            progress = self.current_progress
+            snapshot = getattr(progress, "latest", None)
+            if worker.is_alive() and snapshot is not None:
+                yield [progress_text(snapshot), gr.update()]
+        yield box.get("out") or [gr.update(), actions.error_html(RuntimeError("the run failed"))]
+
     def on_interrupt(self) -> None:
         """Stop the running batch after its current model batch."""
         if self.host.interrupt is not None:
@@ -390,6 +410,20 @@ class TaggerUI:
             *(to_widget(spec, batch[spec.key]) for spec in self.batch_specs),
         ]
         return [*values, f"<div class='tagger_note'>Loaded preset {html.escape(name)}.</div>"]
+
+
+def progress_text(progress: Any) -> str:
+    """A running batch's progress in one line.
+
+    >>> from tagger.batch import Progress
+    >>> progress_text(Progress(3, 10, 2, 0, 1, None))
+    'Running: 3/10 images (2 written, 0 skipped, 1 failed)'
+    """
+    total = progress.total if progress.total is not None else "?"
+    return (
+        f"Running: {progress.done}/{total} images ({progress.written} written, "
+        f"{progress.skipped} skipped, {progress.failed} failed)"
+    )
 
 
 def read_asset(name: str) -> str:

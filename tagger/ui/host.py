@@ -43,6 +43,8 @@ class Progress:
 
     def __init__(self) -> None:
         self.cancel = threading.Event()
+        #: The last snapshot received (a ``tagger.batch.Progress``), for hosts that poll.
+        self.latest: Any = None
 
     def begin(self, total: int, description: str) -> None:
         """A run of ``total`` images starts."""
@@ -76,3 +78,6 @@ class Host:
     send_to: Callable[[Any, Any], None] | None = None
     #: True inside the webui.
     is_webui: bool = False
+    #: Show a batch's progress on the page by streaming updates (the standalone app; the webui
+    #: has its own progress bar).
+    stream_progress: bool = False

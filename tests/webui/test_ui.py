@@ -225,3 +225,62 @@ def test_gradio_free_ui_modules_import_without_gradio_or_host() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_standalone_batch_streams_progress_then_the_summary(model_dir: Path, tmp_path) -> None:
+    gr = pytest.importorskip("gradio")
+    from tiny import make_image
+
+    from tagger.ui.app import standalone_host
+    from tagger.ui.blocks import TaggerUI, progress_text
+    from tagger.ui.form import to_widget
+    from tagger.ui.host import RuntimeSettings
+
+    for i in range(5):
+        make_image(tmp_path / "in" / f"i{i}.png", (20 + i, 30), seed=i)
+    host, _ = standalone_host(RuntimeSettings(models_dirs=[]), tmp_path / "presets")
+    with gr.Blocks():
+        ui = TaggerUI(host)
+        ui.build()
+    values = [to_widget(s, s.default) for s in [*ui.tag_specs, *ui.batch_specs]]
+    updates = list(ui.on_batch_stream("", str(tmp_path / "in"), str(model_dir), *values))
+    count, summary = updates[-1]
+    assert count.startswith("5 images found")
+    assert "<b>Done</b>: 5 found, 5 written, 0 skipped, 0 failed" in summary
+    assert all(u[0].startswith("Running: ") for u in updates[:-1])
+    from tagger.batch import Progress
+
+    assert progress_text(Progress(3, None, 2, 0, 1, None)) == (
+        "Running: 3/? images (2 written, 0 skipped, 1 failed)"
+    )
+
+
+def test_tagger_ui_command_serves_the_page_on_localhost(model_dir: Path) -> None:
+    pytest.importorskip("gradio")
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "tagger", "ui", "--port", str(port)]
+    command += ["--models-dir", str(model_dir.parent), "--model", model_dir.name]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        body = ""
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    body = reply.read().decode("utf-8", "replace")
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    break
+                time.sleep(0.5)
+        assert "tagger_interrogate" in body, server.stdout.read().decode() if server.poll() else ""
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
