@@ -38,6 +38,11 @@ MAIN_TAG_KEYS = THRESHOLD_KEYS + MCUT_KEYS
 #: Batch options tucked into a closed accordion (tuning, rarely changed).
 ADVANCED_BATCH_KEYS = ("batch_size", "workers", "max_pixels")
 ROOT = Path(__file__).resolve().parents[2]
+#: How list and mapping fields are typed into a textbox.
+KIND_HINTS = {
+    "list": " Comma-separated.",
+    "mapping": " Write source,replacement;source2,replacement2 (escape , and ; with \\).",
+}
 
 
 def _supports(component: Any, argument: str) -> bool:
@@ -48,7 +53,8 @@ def _supports(component: Any, argument: str) -> bool:
 def make_widget(spec: FieldSpec, prefix: str, value: Any = None) -> Any:
     """One Gradio widget for an option field (``elem_id`` = prefix + field name)."""
     value = to_widget(spec, spec.default if value is None else value)
-    common = {"label": spec.label, "elem_id": f"{prefix}{spec.key}", "info": spec.description}
+    info = spec.description + KIND_HINTS.get(spec.kind, "")
+    common = {"label": spec.label, "elem_id": f"{prefix}{spec.key}", "info": info}
     if spec.kind == "slider":
         return gr.Slider(
             minimum=spec.minimum, maximum=spec.maximum, step=0.01, value=value, **common

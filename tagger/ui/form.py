@@ -39,13 +39,15 @@ class FieldSpec:
 def label_of(key: str) -> str:
     """A human label from a field name.
 
-    >>> label_of("general_threshold"), label_of("mcut_general")
-    ('General threshold', 'MCut general')
+    >>> label_of("general_threshold"), label_of("mcut_general"), label_of("character_mcut_floor")
+    ('General threshold', 'MCut general', 'Character MCut floor')
     """
     words = key.split("_")
     text = " ".join(words)
     text = text[0].upper() + text[1:]
-    return text.replace("Mcut", "MCut").replace("json", "JSON").replace("Jsonl", "JSONL")
+    for word, fixed in (("mcut", "MCut"), ("Mcut", "MCut"), ("Jsonl", "JSONL"), ("json", "JSON")):
+        text = text.replace(word, fixed)
+    return text
 
 
 def _raw_field(model: type[StrictModel], key: str) -> tuple[Any, str, float | None, float | None]:

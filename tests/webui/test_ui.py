@@ -284,3 +284,29 @@ def test_tagger_ui_command_serves_the_page_on_localhost(model_dir: Path) -> None
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_preset_buttons_save_and_restore_every_widget(tmp_path) -> None:
+    gr = pytest.importorskip("gradio")
+    from tagger.ui.app import standalone_host
+    from tagger.ui.blocks import TaggerUI
+    from tagger.ui.form import to_widget
+    from tagger.ui.host import RuntimeSettings
+
+    host, _ = standalone_host(RuntimeSettings(models_dirs=[]), tmp_path / "presets")
+    with gr.Blocks():
+        ui = TaggerUI(host)
+        ui.build()
+    custom = {"general_threshold": 0.5, "exclude_tags": ["solo", "hat"], "order": "model"}
+    custom_batch = {"recursive": True, "caption_extension": ".caption"}
+    values = [to_widget(s, custom.get(s.key, s.default)) for s in ui.tag_specs]
+    values += [to_widget(s, custom_batch.get(s.key, s.default)) for s in ui.batch_specs]
+    choices, note = ui.on_preset_save("set one", "wd-vit-tagger-v3", "", True, *values)
+    assert choices["value"] == "set one"
+    assert "Saved preset set one" in note
+    loaded = ui.on_preset_load("set one")
+    assert loaded[:3] == ["wd-vit-tagger-v3", "", True]
+    assert loaded[3:-1] == values
+    assert "Loaded preset" in loaded[-1]
+    bad = ui.on_preset_load("nope")
+    assert "does not exist" in bad[-1]
