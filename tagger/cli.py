@@ -544,8 +544,51 @@ def _add_serve_command(sub: Any) -> None:
     add_serve_command(sub)
 
 
+def _add_ui_command(sub: Any) -> None:
+    """``tagger ui``: the Tagger tab as a standalone Gradio app (needs the ``ui`` extra)."""
+    ui = sub.add_parser(
+        "ui",
+        help="serve the Tagger tab as a web page (pip install 'tagger[ui]')",
+        description="Serve the webui extension's Tagger tab as a standalone Gradio app.",
+    )
+    ui.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="Address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for all).",
+    )
+    ui.add_argument("--port", type=_non_negative, default=7861, help="Port (default 7861).")
+    ui.add_argument("--presets-dir", metavar="DIR", help="Where presets are saved.")
+    _add_model_options(ui)
+    ui.set_defaults(handler=cmd_ui)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Run ``tagger ui``."""
+    import importlib.util
+    from pathlib import Path
+
+    from tagger.errors import MissingDependencyError
+    from tagger.registry import default_models_dirs
+
+    if importlib.util.find_spec("gradio") is None:
+        raise MissingDependencyError("tagger ui needs Gradio: pip install 'tagger[ui]'")
+    from tagger.ui.app import launch
+    from tagger.ui.host import RuntimeSettings
+
+    dirs = [Path(d) for d in args.models_dir] if args.models_dir else default_models_dirs()
+    settings = RuntimeSettings(
+        default_model=args.model,
+        models_dirs=dirs,
+        hf_cache=args.hf_cache,
+        providers=args.device,
+        device_id=args.device_id,
+    )
+    launch(settings, host=args.host, port=args.port, presets_dir=args.presets_dir)
+    return EXIT_OK
+
+
 #: Each entry adds one sub-command (its parser, with ``handler`` set to the function to run).
-COMMANDS = [_add_tag_command, _add_models_command, _add_serve_command]
+COMMANDS = [_add_tag_command, _add_models_command, _add_serve_command, _add_ui_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
