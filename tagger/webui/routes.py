@@ -31,29 +31,14 @@ def parse_api_auth(text: str | None) -> dict[str, str]:
 
 
 def auth_dependencies(api_auth: str | None) -> tuple[Any, ...]:
-    """FastAPI dependencies checking HTTP Basic credentials, as the webui's API does
+    """FastAPI dependencies checking the ``--api-auth`` credentials, as the webui's API does
     (none when ``--api-auth`` is not set)."""
     credentials = parse_api_auth(api_auth)
     if not credentials:
         return ()
-    from secrets import compare_digest
+    from tagger.api.auth import basic_auth_dependencies
 
-    from fastapi import Depends, HTTPException
-    from fastapi.security import HTTPBasic
-
-    # No annotation on ``creds``: string annotations (``from __future__``) of a local name are
-    # not resolvable by FastAPI 0.94; Depends alone is enough.
-    def check(creds=Depends(HTTPBasic())):  # noqa: B008
-        expected = credentials.get(creds.username)
-        if expected is not None and compare_digest(creds.password, expected):
-            return True
-        raise HTTPException(
-            status_code=401,
-            detail="Incorrect username or password",
-            headers={"WWW-Authenticate": "Basic"},
-        )
-
-    return (Depends(check),)
+    return basic_auth_dependencies(credentials)
 
 
 def mount_api(app: Any, mount: Callable[..., Any] | None = None) -> bool:

@@ -26,11 +26,11 @@ def run_script() -> dict:
 
 
 def fake_api(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple, dict]]:
-    """Install a stand-in ``tagger.api`` recording its mount calls."""
+    """Replace ``tagger.api.mount`` with a recorder of its calls."""
+    import tagger.api
+
     calls: list[tuple[tuple, dict]] = []
-    module = types.ModuleType("tagger.api")
-    module.mount = lambda *args, **kwargs: calls.append((args, kwargs))
-    monkeypatch.setitem(sys.modules, "tagger.api", module)
+    monkeypatch.setattr(tagger.api, "mount", lambda *args, **kwargs: calls.append((args, kwargs)))
     return calls
 
 
@@ -99,6 +99,25 @@ def test_app_started_mounts_api_with_host_lock_auth_and_settings(webui, monkeypa
     assert webui.root / "models" / "TaggerOnnx" in kwargs["models_dirs"]
     assert REPO / "models" in kwargs["models_dirs"]
     assert len(kwargs["dependencies"]) == 1
+
+
+def test_nowebui_serves_interrogators_with_the_local_model(webui, monkeypatch, model_dir) -> None:
+    """With --nowebui --api-auth: the real API on the host's app lists models/TaggerOnnx/."""
+    import shutil
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    shutil.copytree(model_dir, webui.root / "models" / "TaggerOnnx" / "my-tagger")
+    monkeypatch.setattr(webui.shared.cmd_opts, "api_auth", "alice:secret")
+    run_script()
+    app = FastAPI()
+    webui.script_callbacks.app_started_callback(None, app)
+    client = TestClient(app)
+    assert client.get("/tagger/v1/interrogators").status_code == 401
+    reply = client.get("/tagger/v1/interrogators", auth=("alice", "secret"))
+    assert reply.status_code == 200
+    assert "my-tagger" in reply.json()["models"]
 
 
 def test_api_auth_dependency_checks_credentials(webui) -> None:
