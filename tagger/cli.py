@@ -280,6 +280,7 @@ def _add_tag_command(sub: Any) -> None:
         default=10,
         help="How many frequent tags the summary lists.",
     )
+    _add_combined_options(tag)
     tag.set_defaults(handler=cmd_tag)
 
 
@@ -376,8 +377,9 @@ def _print_summary(summary: Any, top: int) -> None:
 
 def cmd_tag(args: argparse.Namespace) -> int:
     """Run ``tagger tag``."""
-    from tagger.batch import BatchRun, check_inputs, count_images
+    from tagger.batch import check_inputs
     from tagger.cache import get_tagger
+    from tagger.cli_caption import combined_model
     from tagger.registry import resolve_model
 
     tag_options, batch_options = options_from_args(args)
@@ -391,6 +393,20 @@ def cmd_tag(args: argparse.Namespace) -> int:
         cache_dir=args.hf_cache,
         revision=args.revision,
     )
+    model, output_options = combined_model(args, model)
+    return _run_engine(args, model, tag_options, batch_options, output_options)
+
+
+def _run_engine(
+    args: argparse.Namespace,
+    model: Any,
+    tag_options: TagOptions,
+    batch_options: BatchOptions,
+    output_options: Any = None,
+) -> int:
+    """Run the batch engine with a progress bar and Ctrl-C handling; returns the exit status."""
+    from tagger.batch import BatchRun, count_images
+
     total = count_images(args.paths, batch_options.recursive)
     if total == 0:
         log.warning("no images found in %s", ", ".join(args.paths))
@@ -414,6 +430,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             on_failure=lambda path, reason: bar.write(f"failed: {path}: {reason}"),
             cancel=cancel,
             total=total,
+            output_options=output_options,
         )
         summary = run.run()
     finally:
@@ -452,7 +469,21 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 #: Each entry adds one sub-command (its parser, with ``handler`` set to the function to run).
-COMMANDS = [_add_tag_command, _add_models_command]
+def _add_combined_options(parser: argparse.ArgumentParser) -> None:
+    """``tagger tag --captioner`` / ``--clip-filter`` flags (defined with the caption command)."""
+    from tagger.cli_caption import add_combined_options
+
+    add_combined_options(parser)
+
+
+def _add_caption_command(sub: Any) -> None:
+    """``tagger caption``."""
+    from tagger.cli_caption import add_caption_command
+
+    add_caption_command(sub)
+
+
+COMMANDS = [_add_tag_command, _add_models_command, _add_caption_command]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,6 +113,8 @@ def gpt2_config(state: dict[str, Any], overrides: dict[str, Any]) -> Any:
         "n_positions": wpe.shape[0],
         "n_layer": max(layers) + 1 if layers else 0,
         "n_head": 12,
+        "bos_token_id": wte.shape[0] - 1,  # <|endoftext|>, the last GPT-2 token
+        "eos_token_id": wte.shape[0] - 1,
     }
     values.update(overrides)
     return transformers.GPT2Config(**values)
@@ -374,8 +376,9 @@ class ClipCapCaptioner(Captioner):
 
         config = read_config(self.spec)
         checkpoint = self._checkpoint(config)
+        state = load_state_dict(checkpoint)
         try:
-            model = build_model(config, load_state_dict(checkpoint))
+            model = build_model(config, state)
         except ModelLoadError as exc:
             raise ModelLoadError(f"{checkpoint}: {exc}") from exc
         try:
