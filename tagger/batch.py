@@ -377,7 +377,7 @@ class BatchRun:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, item: ImageItem, targets: Targets, result: TagResult | ImageResult) -> None:
-        """Write one image's outputs: JSON sidecar, caption file(s), manifest line, in that order."""
+        """Write one image's outputs: JSON sidecar, caption file(s), manifest line, in order."""
         image = as_image_result(result)
         policy = self.options.on_existing
         tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []

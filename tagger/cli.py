@@ -445,15 +445,19 @@ def _run_engine(
 def cmd_models(args: argparse.Namespace) -> int:
     """Run ``tagger models``: registry and local models, and whether each is on disk."""
     from tagger.hub import is_downloaded
-    from tagger.registry import list_models
+    from tagger.registry import list_captioners, list_models
 
     rows = []
-    for spec in list_models(args.models_dir):
+    for spec in [*list_models(args.models_dir), *list_captioners(args.models_dir)]:
         rows.append(
             {
                 "key": spec.key,
                 "family": spec.family,
-                "source": str(spec.path) if spec.path else f"{spec.repo_id}@{spec.revision}",
+                "source": str(spec.path)
+                if spec.path
+                else f"{spec.repo_id}@{spec.revision}"
+                if spec.repo_id
+                else f"no download: put {', '.join(spec.files)} in models/{spec.key}/",
                 "on_disk": is_downloaded(spec, cache_dir=args.hf_cache),
                 "description": spec.description,
             }

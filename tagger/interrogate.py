@@ -167,5 +167,3 @@ class Interrogator:
                 }
             result.tags = TagResult(tags.rating, kept["character"], kept["general"], tags.index)
         return result
-
-

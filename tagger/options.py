@@ -183,14 +183,14 @@ class CaptionOptions(StrictModel):
         None,
         ge=1,
         le=16,
-        description="Beams (1: greedy). Default: 3 for BLIP, 1 (the reference greedy) for CLIP-prefix.",
+        description="Beams (1: greedy). Default: 3 for BLIP, 1 (reference greedy) for CLIP-prefix.",
     )
     min_new_tokens: int = Field(5, ge=0, le=256, description="BLIP: fewest tokens generated.")
     max_new_tokens: int | None = Field(
         None,
         ge=1,
         le=256,
-        description="Most tokens generated. Default: 40 for BLIP, 67 (the reference) for CLIP-prefix.",
+        description="Most new tokens. Default: 40 for BLIP, 67 (the reference) for CLIP-prefix.",
     )
     repetition_penalty: float = Field(
         1.2, ge=1.0, le=10.0, description="BLIP: penalty on repeated tokens (1.0: none)."

@@ -277,13 +277,15 @@ GPT2_TOKENIZER_REPO = "openai-community/gpt2"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
 
-def _blip(key: str, repo_id: str, description: str, aliases: tuple[str, ...]) -> ModelSpec:
+def _blip(
+    key: str, repo_id: str, revision: str, description: str, aliases: tuple[str, ...]
+) -> ModelSpec:
     """A Salesforce BLIP captioner in transformers' layout."""
     return ModelSpec(
         key=key,
         family="blip",
         repo_id=repo_id,
-        revision="main",
+        revision=revision,
         files=BLIP_FILES,
         input_size=384,
         description=description,
@@ -324,17 +326,21 @@ def _clipcap(
     )
 
 
-# Revisions: pinned to ``main`` until commit hashes have been verified against the Hub.
+# Revisions: blip-large is pinned to the commit of 2023-08-01 (the last one listed on the Hub's
+# commit history that was seen); the others follow ``main`` until a commit hash has been verified
+# against the Hub. Override per run with ``--revision``.
 _CAPTIONER_ENTRIES: tuple[ModelSpec, ...] = (
     _blip(
         "blip-base",
         "Salesforce/blip-image-captioning-base",
+        "main",
         "BLIP ViT-B/16 COCO captioner (transformers)",
         ("blip-image-captioning-base",),
     ),
     _blip(
         "blip-large",
         "Salesforce/blip-image-captioning-large",
+        "e33defe055114d86bec9c0705b71e590cfc0694c",
         "BLIP ViT-L/16 COCO captioner (transformers)",
         ("blip-image-captioning-large", "blip"),
     ),

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BLIP_WORDS = (
-    "a picture of the dog cat on grass in jungle tree red blue sky water man woman with "
-    "and sitting standing running field street car house small large two people"
+BLIP_WORDS = " ".join(
+    [
+        "a picture of the dog cat on grass in jungle tree red blue sky water man woman",
+        "with and sitting standing running field street car house small large two people",
+    ]
 ).split()
 GPT2_WORDS = ["Ġa", "Ġdog", "Ġcat", "Ġon", "Ġthe", "Ġgrass", "Ġman", "Ġred", "Ġin", "Ġsky"]
 CLIP_CFG = {
@@ -114,7 +116,7 @@ def write_gpt2_tokenizer(folder: Path) -> int:
 
 
 def make_clip_dir(folder: Path, seed: int = 0) -> Path:
-    """An open_clip folder in the Hub layout: open_clip_config.json + open_clip_model.safetensors."""
+    """An open_clip folder in the Hub layout: its config and open_clip_model.safetensors."""
     import open_clip
     import torch
     from safetensors.torch import save_file

@@ -145,7 +145,9 @@ class Captioner:
         step = options.batch_size or len(images) or 1
         captions: list[str] = []
         for start in range(0, len(images), step):
-            chunk = [self.preprocess(image.convert("RGB")) for image in images[start : start + step]]
+            chunk = [
+                self.preprocess(image.convert("RGB")) for image in images[start : start + step]
+            ]
             ids = self.forward(self.collate(chunk), options)
             captions.extend(self.postprocess(row, options) for row in ids)
         return captions
@@ -177,4 +179,6 @@ def missing_files(spec: ModelSpec, exc: Exception, what: str = "") -> ModelFiles
 
 def load_error(spec: ModelSpec, exc: Exception) -> ModelLoadError:
     """The error for a captioner whose files are there but do not load."""
-    return ModelLoadError(f"captioner {spec.key!r} could not be loaded: {type(exc).__name__}: {exc}")
+    return ModelLoadError(
+        f"captioner {spec.key!r} could not be loaded: {type(exc).__name__}: {exc}"
+    )

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagger.captioners.common import device_label, pick_device, require
+from tagger.captioners.common import device_label, pick_device
 from tagger.options import ClipFilterOptions
 from tagger.tags import mcut_threshold, replace_underscores
 
@@ -64,10 +64,11 @@ def prompt_text(tag: str, template: str) -> str:
 
 def default_cache_dir() -> Path:
     """``$TAGGER_CACHE_DIR/clip`` or ``~/.cache/tagger/clip``."""
-    root = os.environ.get("TAGGER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "tagger"
-    )
-    return Path(root) / "clip"
+    root = os.environ.get("TAGGER_CACHE_DIR")
+    if root:
+        return Path(root) / "clip"
+    base = os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()
+    return Path(base) / "tagger" / "clip"
 
 
 class ClipFilter:

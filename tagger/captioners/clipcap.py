@@ -68,7 +68,9 @@ class ClipCapConfig:
             raise ModelLoadError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
         config = cls(**data)
         if config.mapper not in {"mlp", "transformer"}:
-            raise ModelLoadError(f"{source}: mapper {config.mapper!r} is not 'mlp' or 'transformer'")
+            raise ModelLoadError(
+                f"{source}: mapper {config.mapper!r} is not 'mlp' or 'transformer'"
+            )
         return config
 
 
@@ -133,7 +135,7 @@ def build_mapper(config: ClipCapConfig, state: dict[str, Any], dim: int) -> Any:
         if not indices:
             raise ModelLoadError(
                 "mapper 'mlp' but the checkpoint has no clip_project.model.N weights (is it a "
-                "transformer-mapper checkpoint? set \"mapper\": \"transformer\")"
+                'transformer-mapper checkpoint? set "mapper": "transformer")'
             )
         shapes = [state[f"clip_project.model.{i}.weight"].shape for i in indices]
         sizes = [shapes[0][1], *(shape[0] for shape in shapes)]
@@ -312,7 +314,7 @@ def nucleus_chooser(
     return choose
 
 
-# -- the captioner ----------------------------------------------------------------------------------
+# -- the captioner --------------------------------------------------------------------------
 
 
 class ClipCapCaptioner(Captioner):
@@ -344,7 +346,7 @@ class ClipCapCaptioner(Captioner):
                 return found[0]
             raise ModelFilesMissingError(
                 f"{spec.path}: no checkpoint ({' or '.join(names)}); put the .pt/.safetensors "
-                f"file there and name it in {CLIPCAP_CONFIG} as \"checkpoint\""
+                f'file there and name it in {CLIPCAP_CONFIG} as "checkpoint"'
             )
         if spec.repo_id is None:
             raise ModelFilesMissingError(

@@ -11,7 +11,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagger.errors import MissingDependencyError, ModelLoadError, ProviderError, UnsafeCheckpointError
+from tagger.errors import (
+    MissingDependencyError,
+    ModelLoadError,
+    ProviderError,
+    UnsafeCheckpointError,
+)
 
 if TYPE_CHECKING:
     import torch

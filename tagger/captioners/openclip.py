@@ -6,7 +6,8 @@ A CLIP model is named in one of three ways:
   the weights through the Hugging Face Hub (or reads its cache offline);
 - an architecture and a local weight file (``ViT-B-32`` + ``clip/ViT-B-32.safetensors``);
 - a folder in the Hub's open_clip layout: ``open_clip_config.json`` (``{"model_cfg": ...,
-  "preprocess_cfg": ...}``) and ``open_clip_model.safetensors`` (or ``open_clip_pytorch_model.bin``).
+  "preprocess_cfg": ...}``) and ``open_clip_model.safetensors`` (or
+  ``open_clip_pytorch_model.bin``).
 
 Local weight files are read with ``tagger.captioners.common.load_state_dict`` (safetensors or
 ``torch.load(weights_only=True)``), never as an arbitrary pickle. Works with open_clip 2.20+.
@@ -95,7 +96,9 @@ def _register_config(folder: Path) -> tuple[str, dict[str, Any]]:
         ) from exc
     digest = hashlib.sha1(json.dumps(model_cfg, sort_keys=True).encode()).hexdigest()[:12]
     name = f"tagger-local-{digest}"
-    configs = open_clip.factory._MODEL_CONFIGS  # the registry open_clip's own add_model_config fills
+    configs = (
+        open_clip.factory._MODEL_CONFIGS
+    )  # the registry open_clip's own add_model_config fills
     configs[name] = model_cfg
     return name, dict(data.get("preprocess_cfg") or {})
 
@@ -104,7 +107,9 @@ def _transform(model: Any, preprocess_cfg: dict[str, Any]) -> Any:
     """The evaluation image transform of a model (open_clip's own)."""
     open_clip = require("open_clip")
     size = preprocess_cfg.get("size") or model.visual.image_size
-    mean = tuple(preprocess_cfg.get("mean") or getattr(model.visual, "image_mean", None) or OPENAI_MEAN)
+    mean = tuple(
+        preprocess_cfg.get("mean") or getattr(model.visual, "image_mean", None) or OPENAI_MEAN
+    )
     std = tuple(preprocess_cfg.get("std") or getattr(model.visual, "image_std", None) or OPENAI_STD)
     return open_clip.image_transform(size, is_train=False, mean=mean, std=std)
 
