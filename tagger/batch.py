@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tagger.errors import ImageLoadError, OptionsError
 from tagger.image import is_image_path, load_image
-from tagger.options import BatchOptions, TagOptions
+from tagger.options import BatchOptions, OutputOptions, TagOptions
 from tagger.tags import TagResult, caption_tags, top_rating
 from tagger.writers import Manifest, atomic_write_text, merge_caption, rounded, sidecar_json
 
@@ -56,7 +56,26 @@ class BatchModel(Protocol):
 
     def forward(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def postprocess(self, scores: np.ndarray, options: TagOptions) -> TagResult: ...
+    def postprocess(self, scores: np.ndarray, options: TagOptions) -> TagResult | ImageResult: ...
+
+
+@dataclass
+class ImageResult:
+    """What a model gives for one image: tags, a caption, or both (plus CLIP tag scores).
+
+    A model's ``postprocess`` may return this or a bare ``TagResult`` (tags only). A model that
+    returns it may also define ``collate(items)`` (how preprocessed images form a batch; default
+    ``numpy.stack``) and ``outputs`` (the subset of ``("tags", "caption")`` it produces).
+    """
+
+    tags: TagResult | None = None
+    caption: str | None = None
+    clip: dict[str, float] | None = None
+
+
+def as_image_result(result: TagResult | ImageResult) -> ImageResult:
+    """Wrap a bare TagResult."""
+    return result if isinstance(result, ImageResult) else ImageResult(tags=result)
 
 
 # -- finding images ------------------------------------------------------------------------
@@ -216,6 +235,7 @@ class Targets:
 
     caption: Path
     json: Path | None
+    caption_file: Path | None = None  # the caption when tags and caption go to separate files
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -279,7 +299,7 @@ def default_batch_size(model: BatchModel) -> int:
     """Batch size for the device: the model's fixed size, 1 on the CPU, 32 on a GPU."""
     if model.fixed_batch:
         return model.fixed_batch
-    on_gpu = any(p != "CPUExecutionProvider" for p in model.active_providers)
+    on_gpu = any(p not in {"CPUExecutionProvider", "torch-cpu"} for p in model.active_providers)
     return 32 if on_gpu else 1
 
 
@@ -322,6 +342,7 @@ class BatchRun:
         cancel: threading.Event | None = None,
         total: int | None = None,
         check: CheckCallback | None = None,
+        output_options: OutputOptions | None = None,
     ) -> None:
         self.inputs = list(inputs)
         self.model = model
@@ -336,6 +357,17 @@ class BatchRun:
         if self.options.write_json and self.extension == ".json":
             raise OptionsError("caption extension .json would collide with --json sidecars")
         self.output_dir = Path(self.options.output_dir) if self.options.output_dir else None
+        self.output = output_options or OutputOptions()
+        self.caption_file_extension: str | None = None
+        if self.output.template == "separate" and {"tags", "caption"} <= set(
+            getattr(model, "outputs", ("tags",))
+        ):
+            self.caption_file_extension = normalize_extension(self.output.caption_file_extension)
+            if self.caption_file_extension in (self.extension, ".json"):
+                raise OptionsError(
+                    f"caption file extension {self.caption_file_extension} collides with "
+                    f"another output; pick another (e.g. .caption)"
+                )
         self.summary = Summary()
         self.manifest: Manifest | None = None
 
@@ -345,7 +377,10 @@ class BatchRun:
         base = output_base(item.path, item.root, self.output_dir)
         caption = base.with_name(base.name + self.extension)
         json_path = base.with_name(base.name + ".json") if self.options.write_json else None
-        return Targets(caption, json_path)
+        extra = None
+        if self.caption_file_extension is not None:
+            extra = base.with_name(base.name + self.caption_file_extension)
+        return Targets(caption, json_path, extra)
 
     def is_done(self, item: ImageItem, targets: Targets) -> bool:
         """True when ``skip`` applies and every requested output is already there."""
@@ -353,50 +388,82 @@ class BatchRun:
             return False
         if targets.json is not None and not targets.json.exists():
             return False
+        if targets.caption_file is not None and not targets.caption_file.exists():
+            return False
         return not (
             self.manifest is not None
             and self.manifest.file_name(item.path) not in self.manifest.done
         )
 
     # -- writing -------------------------------------------------------------------------------
-    def write(self, item: ImageItem, targets: Targets, result: TagResult) -> None:
-        """Write one image's outputs: JSON sidecar, caption file, manifest line, in that order.
+    def write(self, item: ImageItem, targets: Targets, result: TagResult | ImageResult) -> None:
+        """Write one image's outputs: JSON sidecar, caption file(s), manifest line, in order.
 
-        The manifest's ``text`` is the caption file's content after this write (an existing
+        The manifest's ``text`` is the first text file's content after this write (an existing
         file kept by ``skip`` included), so the manifest describes the dataset on disk.
         """
+        image = as_image_result(result)
         policy = self.options.on_existing
-        tags = caption_tags(result, self.tag_options)
-        separator = self.tag_options.separator
+        tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []
         if targets.json is not None and not (policy == "skip" and targets.json.exists()):
-            record = {
-                "rating": rounded(result.rating),
-                "character": rounded(result.character),
-                "general": rounded(result.general),
-            }
-            atomic_write_text(targets.json, sidecar_json(record))
-        text = separator.join(tags)
-        if targets.caption.exists() and policy != "overwrite":
-            existing = targets.caption.read_text(encoding="utf-8", errors="replace")
-            if policy == "skip":  # kept as it is; the manifest records what the file holds
-                text = existing.strip()
-            else:
-                text = merge_caption(existing, tags, policy, separator)
-                atomic_write_text(targets.caption, text + "\n")
-        else:
-            atomic_write_text(targets.caption, text + "\n")
+            atomic_write_text(targets.json, sidecar_json(self.json_record(image)))
+        texts = [self._write_items(path, items) for path, items in self.files(targets, image, tags)]
         if self.manifest is not None:
-            self.manifest.write(
-                {
-                    "file_name": self.manifest.file_name(item.path),
-                    "text": text,
-                    "rating": top_rating(result.rating),
-                    "character": list(result.character),
-                    "general": list(result.general),
-                }
-            )
-        self.summary.tag_counts.update(result.character.keys())
-        self.summary.tag_counts.update(result.general.keys())
+            record: dict[str, Any] = {
+                "file_name": self.manifest.file_name(item.path),
+                "text": texts[0] if texts else "",
+            }
+            if image.tags is not None:
+                record["rating"] = top_rating(image.tags.rating)
+                record["character"] = list(image.tags.character)
+                record["general"] = list(image.tags.general)
+            if image.caption is not None:
+                record["caption"] = image.caption
+            self.manifest.write(record)
+        if image.tags is not None:
+            self.summary.tag_counts.update(image.tags.character.keys())
+            self.summary.tag_counts.update(image.tags.general.keys())
+
+    def json_record(self, image: ImageResult) -> dict[str, Any]:
+        """The sidecar: kept tag scores by category, the caption, and CLIP scores if any."""
+        record: dict[str, Any] = {}
+        if image.tags is not None:
+            record["rating"] = rounded(image.tags.rating)
+            record["character"] = rounded(image.tags.character)
+            record["general"] = rounded(image.tags.general)
+        if image.caption is not None:
+            record["caption"] = image.caption
+        if image.clip is not None:
+            record["clip"] = rounded(image.clip)
+        return record
+
+    def files(
+        self, targets: Targets, image: ImageResult, tags: list[str]
+    ) -> list[tuple[Path, list[str]]]:
+        """Each text file and the items it holds, by the output template."""
+        caption = [image.caption] if image.caption else []
+        if image.tags is None:
+            return [(targets.caption, caption)]
+        if image.caption is None:
+            return [(targets.caption, tags)]
+        if targets.caption_file is not None:
+            return [(targets.caption, tags), (targets.caption_file, caption)]
+        if self.output.template == "tags_then_caption":
+            return [(targets.caption, [*tags, *caption])]
+        return [(targets.caption, [*caption, *tags])]
+
+    def _write_items(self, path: Path, items: list[str]) -> str:
+        """Write one text file by the existing-file policy; returns the file's text after it."""
+        policy = self.options.on_existing
+        separator = self.tag_options.separator
+        text = separator.join(items)
+        if path.exists() and policy != "overwrite":
+            existing = path.read_text(encoding="utf-8", errors="replace")
+            if policy == "skip":  # kept as it is; report what the file holds
+                return existing.strip()
+            text = merge_caption(existing, items, policy, separator)
+        atomic_write_text(path, text + "\n")
+        return text
 
     # -- the loop --------------------------------------------------------------------------------
     def _report(self, current: Path | None) -> None:
@@ -502,8 +569,9 @@ class BatchRun:
         """Run the model on a batch and write each image's outputs."""
         import numpy as np
 
+        collate = getattr(self.model, "collate", np.stack)
         try:
-            scores = self.model.forward(np.stack([array for _, _, array in batch]))
+            scores = self.model.forward(collate([array for _, _, array in batch]))
         except Exception as exc:
             if len(batch) == 1:
                 item = batch[0][0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 import threading
 from collections.abc import Hashable
 
@@ -80,6 +81,8 @@ def unload_all() -> int:
         if tagger.loaded:
             count += 1
         tagger.unload()
+    if "tagger.captioners" in sys.modules:  # captioners and CLIP filters, when any were used
+        count += sys.modules["tagger.captioners"].unload_captioners()
     gc.collect()
     log.info("unloaded %d model(s)", count)
     return count

@@ -297,6 +297,7 @@ def _add_tag_command(sub: Any) -> None:
         help="With --engine ray: also write each tagged image's record to this Parquet file "
         "(a local path or s3://, gs:// URI).",
     )
+    _add_combined_options(tag)
     tag.set_defaults(handler=cmd_tag)
 
 
@@ -393,8 +394,9 @@ def _print_summary(summary: Any, top: int) -> None:
 
 def cmd_tag(args: argparse.Namespace) -> int:
     """Run ``tagger tag``."""
-    from tagger.batch import BatchRun, check_inputs, count_images
+    from tagger.batch import check_inputs
     from tagger.cache import get_tagger
+    from tagger.cli_caption import combined_model
     from tagger.registry import resolve_model
 
     if getattr(args, "engine", "local") == "ray":
@@ -412,11 +414,27 @@ def cmd_tag(args: argparse.Namespace) -> int:
         cache_dir=args.hf_cache,
         revision=args.revision,
     )
+    model, output_options = combined_model(args, model)
+    return _run_engine(args, model, tag_options, batch_options, output_options)
+
+
+def _run_engine(
+    args: argparse.Namespace,
+    model: Any,
+    tag_options: TagOptions,
+    batch_options: BatchOptions,
+    output_options: Any = None,
+) -> int:
+    """Run the batch engine with a progress bar and Ctrl-C handling; returns the exit status."""
+    from tagger.batch import BatchRun, count_images
+
     total = count_images(args.paths, batch_options.recursive)
     if total == 0:
         log.warning("no images found in %s", ", ".join(args.paths))
     return run_with_progress(
-        lambda **hooks: BatchRun(args.paths, model, tag_options, batch_options, **hooks),
+        lambda **hooks: BatchRun(
+            args.paths, model, tag_options, batch_options, output_options=output_options, **hooks
+        ),
         total,
         args,
         "interrupt: finishing the current batch (press Ctrl-C again to stop now)",
@@ -480,6 +498,11 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
     from tagger.ray_engine import ModelConfig, RayBatchRun, is_uri
     from tagger.registry import resolve_model
 
+    if getattr(args, "captioner", None) or getattr(args, "clip_mode", None):
+        raise OptionsError(
+            "--captioner and --clip-filter run with the local engine only: drop --engine ray, "
+            "or run the captioner in a second, local pass"
+        )
     tag_options, batch_options = options_from_args(args)
     if not log.isEnabledFor(logging.INFO):
         _quiet_ray_data()
@@ -514,15 +537,19 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     """Run ``tagger models``: registry and local models, and whether each is on disk."""
     from tagger.hub import is_downloaded
-    from tagger.registry import list_models
+    from tagger.registry import list_captioners, list_models
 
     rows = []
-    for spec in list_models(args.models_dir):
+    for spec in [*list_models(args.models_dir), *list_captioners(args.models_dir)]:
         rows.append(
             {
                 "key": spec.key,
                 "family": spec.family,
-                "source": str(spec.path) if spec.path else f"{spec.repo_id}@{spec.revision}",
+                "source": str(spec.path)
+                if spec.path
+                else f"{spec.repo_id}@{spec.revision}"
+                if spec.repo_id
+                else f"no download: put {', '.join(spec.files)} in models/{spec.key}/",
                 "on_disk": is_downloaded(spec, cache_dir=args.hf_cache),
                 "description": spec.description,
             }
@@ -587,8 +614,28 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_combined_options(parser: argparse.ArgumentParser) -> None:
+    """``tagger tag --captioner`` / ``--clip-filter`` flags (defined with the caption command)."""
+    from tagger.cli_caption import add_combined_options
+
+    add_combined_options(parser)
+
+
+def _add_caption_command(sub: Any) -> None:
+    """``tagger caption``."""
+    from tagger.cli_caption import add_caption_command
+
+    add_caption_command(sub)
+
+
 #: Each entry adds one sub-command (its parser, with ``handler`` set to the function to run).
-COMMANDS = [_add_tag_command, _add_models_command, _add_serve_command, _add_ui_command]
+COMMANDS = [
+    _add_tag_command,
+    _add_models_command,
+    _add_caption_command,
+    _add_serve_command,
+    _add_ui_command,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

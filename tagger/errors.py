@@ -57,3 +57,7 @@ class ProviderError(TaggerError):
 
 class MissingDependencyError(TaggerError, ImportError):
     """An optional library needed for this feature is not installed."""
+
+
+class UnsafeCheckpointError(ModelLoadError):
+    """A checkpoint would run code when unpickled (or holds objects other than tensors)."""

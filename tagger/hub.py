@@ -93,6 +93,8 @@ def is_downloaded(spec: ModelSpec, *, cache_dir: str | os.PathLike[str] | None =
     """True when all of a model's files are on disk (never touches the network)."""
     if spec.path is not None:
         return all((spec.path / name).is_file() for name in spec.files)
+    if spec.repo_id is None:  # no download (a file the user places in a folder)
+        return False
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover

@@ -159,3 +159,89 @@ class BatchOptions(StrictModel):
     max_pixels: int = Field(
         178_956_970, ge=1, description="Refuse images with more pixels than this."
     )
+
+
+CaptionTemplate = Literal["caption_then_tags", "tags_then_caption", "separate"]
+ClipFilterMode = Literal["absolute", "mcut"]
+
+
+class CaptionOptions(StrictModel):
+    """How a captioner (BLIP or CLIP-prefix GPT-2) decodes a sentence.
+
+    For BLIP the defaults give beam search with guards against its known repetition loops
+    ("the jungle jungle jungle"): 3 beams, a repetition penalty and no repeated 3-grams.
+    CLIP-prefix models decode greedily as the reference ``generate2`` does (67 tokens, stop at
+    ".") unless ``num_beams`` > 1 (the reference ``generate_beam``) or ``sample`` is set; the
+    penalties and ``min_new_tokens`` apply to BLIP only.
+    """
+
+    prompt: str = Field(
+        "a picture of",
+        description="BLIP conditional prompt, stripped from the output ('' = unconditional).",
+    )
+    num_beams: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Beams (1: greedy). Default: 3 for BLIP, 1 (reference greedy) for CLIP-prefix.",
+    )
+    min_new_tokens: int = Field(5, ge=0, le=256, description="BLIP: fewest tokens generated.")
+    max_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Most new tokens. Default: 40 for BLIP, 67 (the reference) for CLIP-prefix.",
+    )
+    repetition_penalty: float = Field(
+        1.2, ge=1.0, le=10.0, description="BLIP: penalty on repeated tokens (1.0: none)."
+    )
+    no_repeat_ngram_size: int = Field(
+        3, ge=0, le=16, description="BLIP: never repeat an n-gram of this size (0: allowed)."
+    )
+    sample: bool = Field(False, description="Nucleus sampling instead of beams / greedy.")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling probability mass.")
+    temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature.")
+    seed: int | None = Field(42, description="Seed for sampling (None: not reproducible).")
+    batch_size: int = Field(
+        0, ge=0, le=1024, description="Images per captioner run (0: the run's batch size)."
+    )
+    half: bool = Field(True, description="fp16 on CUDA (ignored on the CPU).")
+
+
+class ClipFilterOptions(StrictModel):
+    """The CLIP relevance filter: drop kept tags whose CLIP image-text similarity is low.
+
+    Each tag is written into ``template`` and scored by the cosine similarity of the image's and
+    the text's CLIP embeddings. ``absolute`` drops tags scoring below ``threshold``; ``mcut`` keeps
+    the tags above the middle of the widest gap between the image's own sorted scores.
+    """
+
+    model: str = Field("ViT-B-32", description="open_clip model name, or a CLIP folder.")
+    pretrained: str = Field("openai", description="open_clip pretrained tag or weight file.")
+    template: str = Field("a photo of {}", description="Text template; {} is the tag.")
+    mode: ClipFilterMode = Field("absolute", description="absolute threshold or per-image mcut.")
+    threshold: float = Field(
+        0.2, ge=-1.0, le=1.0, description="absolute: keep tags with similarity >= this."
+    )
+    categories: list[str] = Field(
+        default_factory=lambda: ["general"],
+        description="Tag categories filtered (general, character).",
+    )
+    cache_dir: str | None = Field(
+        None, description="Folder for cached text embeddings (default: ~/.cache/tagger/clip)."
+    )
+
+
+class OutputOptions(StrictModel):
+    """How a caption and tags are combined when a run writes both."""
+
+    template: CaptionTemplate = Field(
+        "caption_then_tags",
+        description=(
+            "caption_then_tags / tags_then_caption in one file, or separate files "
+            "(tags in the caption extension, the caption in caption_file_extension)."
+        ),
+    )
+    caption_file_extension: str = Field(
+        ".caption", min_length=1, description="Extension of the caption file in 'separate'."
+    )

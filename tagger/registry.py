@@ -38,6 +38,12 @@ class ModelSpec:
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
     path: Path | None = None
+    #: Family-specific settings as (name, value) pairs (captioners: mapper, prefix length...).
+    settings: tuple[tuple[str, object], ...] = ()
+
+    def setting(self, name: str, default: object = None) -> object:
+        """One of ``settings`` by name, or ``default``."""
+        return dict(self.settings).get(name, default)
 
     @property
     def is_local(self) -> bool:
@@ -280,4 +286,211 @@ def resolve_model(
     raise ModelNotFoundError(
         f"unknown model {text!r}: use a model folder (holding {' and '.join(WD14_FILES)}) "
         f"or one of: {valid}"
+    )
+
+
+# -- captioners -----------------------------------------------------------------------------------
+
+BLIP_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json", "vocab.txt")
+CLIPCAP_CONFIG = "clipcap.json"
+GPT2_TOKENIZER_REPO = "openai-community/gpt2"
+GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+
+
+def _blip(
+    key: str, repo_id: str, revision: str, description: str, aliases: tuple[str, ...]
+) -> ModelSpec:
+    """A Salesforce BLIP captioner in transformers' layout."""
+    return ModelSpec(
+        key=key,
+        family="blip",
+        repo_id=repo_id,
+        revision=revision,
+        files=BLIP_FILES,
+        input_size=384,
+        description=description,
+        aliases=aliases,
+    )
+
+
+def _clipcap(
+    key: str,
+    repo_id: str | None,
+    file: str,
+    *,
+    clip_model: str,
+    prefix_size: int,
+    normalize: bool,
+    description: str,
+    aliases: tuple[str, ...] = (),
+) -> ModelSpec:
+    """A CLIP-prefix GPT-2 captioner: one full checkpoint (MLP mapper + GPT-2), prefix 10."""
+    return ModelSpec(
+        key=key,
+        family="clipcap",
+        repo_id=repo_id,
+        revision="main" if repo_id else None,
+        files=(file,),
+        input_size=224,
+        description=description,
+        aliases=aliases,
+        settings=(
+            ("checkpoint", file),
+            ("mapper", "mlp"),
+            ("prefix_length", 10),
+            ("prefix_size", prefix_size),
+            ("normalize", normalize),
+            ("clip_model", clip_model),
+            ("clip_pretrained", "openai"),
+        ),
+    )
+
+
+# Revisions: blip-large is pinned to the commit of 2023-08-01 (the last one listed on the Hub's
+# commit history that was seen); the others follow ``main`` until a commit hash has been verified
+# against the Hub. Override per run with ``--revision``.
+_CAPTIONER_ENTRIES: tuple[ModelSpec, ...] = (
+    _blip(
+        "blip-base",
+        "Salesforce/blip-image-captioning-base",
+        "main",
+        "BLIP ViT-B/16 COCO captioner (transformers)",
+        ("blip-image-captioning-base",),
+    ),
+    _blip(
+        "blip-large",
+        "Salesforce/blip-image-captioning-large",
+        "e33defe055114d86bec9c0705b71e590cfc0694c",
+        "BLIP ViT-L/16 COCO captioner (transformers)",
+        ("blip-image-captioning-large", "blip"),
+    ),
+    *(
+        _clipcap(
+            f"clip-prefix-{name.replace('_', '-')}",
+            "Anshler/clip-prefix",
+            f"{name}.pt",
+            clip_model="ViT-L-14",
+            prefix_size=768,
+            normalize=True,
+            description=f"CLIP-prefix GPT-2 (Huynh et al. 2024), {name}, CLIP ViT-L/14",
+            aliases=(f"clip-prefix-{name}",) if "_" in name else (),
+        )
+        for name in ("flickr8k", "flickr8k_gradient", "flickr30k", "flickr30k_gradient")
+    ),
+    _clipcap(
+        "clipcap-conceptual",
+        "OpenShape/clipcap-cc",
+        "conceptual_weights.pt",
+        clip_model="ViT-B-32",
+        prefix_size=512,
+        normalize=False,
+        description="ClipCap MLP, Conceptual Captions, CLIP ViT-B/32 (Hub mirror)",
+    ),
+    _clipcap(
+        "clipcap-coco",
+        None,
+        "coco_weights.pt",
+        clip_model="ViT-B-32",
+        prefix_size=512,
+        normalize=False,
+        description="ClipCap MLP, COCO, CLIP ViT-B/32 (Google Drive only: put coco_weights.pt "
+        "in models/clipcap-coco/)",
+    ),
+)
+
+CAPTIONER_REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _CAPTIONER_ENTRIES}
+_CAPTIONER_BY_NAME = _index(_CAPTIONER_ENTRIES)
+DEFAULT_CAPTIONER = "blip-large"
+
+
+def captioner_models() -> list[ModelSpec]:
+    """Return the captioner registry entries, in the order they are offered to users."""
+    return list(_CAPTIONER_ENTRIES)
+
+
+def captioner_family(folder: Path) -> str | None:
+    """``"blip"`` for a transformers BLIP save folder, ``"clipcap"`` for a CLIP-prefix folder
+    (``clipcap.json``), else None."""
+    if (folder / CLIPCAP_CONFIG).is_file():
+        return "clipcap"
+    config = folder / "config.json"
+    if config.is_file():
+        import json
+
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict) and data.get("model_type") == "blip":
+            return "blip"
+    return None
+
+
+def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -> ModelSpec:
+    """Describe a local captioner folder (raises ModelNotFoundError if it is not one)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ModelNotFoundError(f"captioner folder {str(folder)!r} does not exist")
+    family = captioner_family(folder)
+    if family is None:
+        raise ModelNotFoundError(
+            f"{str(folder)!r} is not a captioner folder: a BLIP folder is a transformers save "
+            f"(config.json with model_type 'blip', weights, processor and tokenizer files); a "
+            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see the README's Captioners section)"
+        )
+    return ModelSpec(
+        key=key or folder.name,
+        family=family,
+        path=folder.resolve(),
+        files=BLIP_FILES if family == "blip" else (CLIPCAP_CONFIG,),
+        description=f"local {family} folder {folder}",
+    )
+
+
+def list_captioners(
+    models_dirs: Iterable[str | os.PathLike[str]] | None = None,
+) -> list[ModelSpec]:
+    """Return local captioner folders (first found wins per name), then the registry entries."""
+    seen: dict[str, ModelSpec] = {}
+    for folder in default_models_dirs() if models_dirs is None else models_dirs:
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir(), key=lambda p: p.name):
+            if child.is_dir() and captioner_family(child) is not None:
+                seen.setdefault(child.name, local_captioner_spec(child))
+    return [*seen.values(), *(s for s in _CAPTIONER_ENTRIES if s.key not in seen)]
+
+
+def resolve_captioner(
+    name: str, models_dirs: Iterable[str | os.PathLike[str]] | None = None
+) -> ModelSpec:
+    """Find the captioner a user named: a folder path, a local folder's name, a key or an alias.
+
+    A folder under a models directory named like a registry CLIP-prefix entry and holding that
+    entry's checkpoint (``models/clipcap-coco/coco_weights.pt``) is that entry read from disk.
+    """
+    text = str(name).strip()
+    if not text:
+        raise ModelNotFoundError("no captioner named: pass a registry key or a model folder")
+    candidate = Path(text).expanduser()
+    if candidate.is_dir() or os.sep in text or "/" in text or text.startswith("."):
+        return local_captioner_spec(candidate)
+    dirs = default_models_dirs() if models_dirs is None else list(models_dirs)
+    spec = _CAPTIONER_BY_NAME.get(text) or _CAPTIONER_BY_NAME.get(text.lower())
+    for folder in dirs:
+        path = Path(folder).expanduser() / text
+        if not path.is_dir():
+            continue
+        if captioner_family(path) is not None:
+            return local_captioner_spec(path)
+        if spec is not None and all((path / f).is_file() for f in spec.files):
+            from dataclasses import replace
+
+            return replace(spec, path=path.resolve(), description=f"{spec.key} from {path}")
+    if spec is not None:
+        return spec
+    valid = ", ".join(s.key for s in list_captioners(dirs))
+    raise ModelNotFoundError(
+        f"unknown captioner {text!r}: use a BLIP or CLIP-prefix folder or one of: {valid}"
     )

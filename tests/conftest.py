@@ -42,3 +42,33 @@ def _fresh_model_cache():
     unload_all()
     yield
     unload_all()
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny open_clip folder (open_clip_config.json + open_clip_model.safetensors)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("open_clip")
+    pytest.importorskip("safetensors")
+    from tiny_caption import make_clip_dir
+
+    return make_clip_dir(tmp_path_factory.mktemp("captioners") / "clip")
+
+
+@pytest.fixture(scope="session")
+def blip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BLIP folder saved by transformers (config, weights, processor, tokenizer)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny_caption import make_blip_dir
+
+    return make_blip_dir(tmp_path_factory.mktemp("captioners") / "tiny-blip")
+
+
+@pytest.fixture(scope="session")
+def clipcap_dir(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path) -> Path:
+    """A tiny CLIP-prefix folder: original-format .pt with stale keys, MLP mapper, normalised."""
+    pytest.importorskip("transformers")
+    from tiny_caption import make_clipcap_dir
+
+    return make_clipcap_dir(tmp_path_factory.mktemp("captioners") / "tiny-clipcap", clip_dir)

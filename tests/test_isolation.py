@@ -10,8 +10,12 @@ CORE_MODULES = [
     "tagger", "tagger.batch", "tagger.cache", "tagger.cli", "tagger.errors", "tagger.hub",
     "tagger.image", "tagger.options", "tagger.registry", "tagger.runtime", "tagger.tags",
     "tagger.wd14", "tagger.writers", "tagger.__main__", "tagger.ray_engine",
+    "tagger.captioners", "tagger.captioners.base", "tagger.captioners.common",
+    "tagger.captioners.blip", "tagger.captioners.clipcap", "tagger.captioners.clip_filter",
+    "tagger.captioners.openclip", "tagger.interrogate", "tagger.cli_caption",
 ]  # fmt: skip
-HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm"]
+HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm",
+         "open_clip", "safetensors", "torchvision"]  # fmt: skip
 HEAVY += ["ray", "pyarrow", "pandas"]  # only with --engine ray
 
 

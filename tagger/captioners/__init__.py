@@ -1,0 +1,118 @@
+"""Captioners: BLIP (transformers) and CLIP-prefix GPT-2 (ClipCap, Huynh et al.).
+
+Public interface (torch, transformers and open_clip are imported only when a model loads)::
+
+    from tagger.captioners import get_captioner, caption_images
+    from tagger.options import CaptionOptions
+
+    captioner = get_captioner("blip-large")             # key, alias, folder name or path
+    captions = captioner.caption([pil_image, ...], CaptionOptions(num_beams=3))
+    # or in one call:
+    captions = caption_images([pil_image, ...], "models/my-clipcap", CaptionOptions())
+
+Loaded captioners are cached per (model, device, half) and unloaded by ``unload_captioners()``
+(``tagger.cache.unload_all()`` calls it too).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import threading
+from collections.abc import Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from tagger.errors import ModelNotFoundError
+from tagger.options import CaptionOptions
+from tagger.registry import ModelSpec, resolve_captioner
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from tagger.captioners.base import Captioner
+
+log = logging.getLogger("tagger")
+
+_lock = threading.Lock()
+_captioners: dict[Hashable, Captioner] = {}
+
+
+def captioner_class(family: str) -> type[Captioner]:
+    """The captioner class of a model family (``blip`` or ``clipcap``)."""
+    if family == "blip":
+        from tagger.captioners.blip import BlipCaptioner
+
+        return BlipCaptioner
+    if family == "clipcap":
+        from tagger.captioners.clipcap import ClipCapCaptioner
+
+        return ClipCapCaptioner
+    raise ModelNotFoundError(f"model family {family!r} is not a captioner (blip or clipcap)")
+
+
+def get_captioner(
+    model: str | ModelSpec,
+    *,
+    device: str | None = "auto",
+    device_id: int = 0,
+    half: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+    revision: str | None = None,
+    models_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    load: bool = True,
+) -> Captioner:
+    """Return the (loaded) captioner for a key, alias, folder name, path or spec; cached."""
+    spec = model if isinstance(model, ModelSpec) else resolve_captioner(model, models_dirs)
+    key = (spec.key, str(spec.path), revision or spec.revision, device, device_id, half)
+    with _lock:
+        captioner = _captioners.get(key)
+        if captioner is None:
+            captioner = captioner_class(spec.family)(
+                spec,
+                device=device,
+                device_id=device_id,
+                half=half,
+                cache_dir=cache_dir,
+                revision=revision,
+            )
+            _captioners[key] = captioner
+    if not load:
+        return captioner
+    try:
+        return captioner.load()
+    except Exception:
+        with _lock:
+            if _captioners.get(key) is captioner:
+                del _captioners[key]
+        raise
+
+
+def caption_images(
+    images: Sequence[Image.Image],
+    model: str | ModelSpec,
+    options: CaptionOptions | None = None,
+    **kwargs: object,
+) -> list[str]:
+    """Caption PIL images with a model (see ``get_captioner`` for ``kwargs``)."""
+    options = options or CaptionOptions()
+    captioner = get_captioner(model, half=options.half, **kwargs)  # type: ignore[arg-type]
+    return captioner.caption(images, options)
+
+
+def loaded_captioners() -> list[str]:
+    """Keys of the captioners currently loaded."""
+    with _lock:
+        return [c.spec.key for c in _captioners.values() if c.loaded]
+
+
+def unload_captioners() -> int:
+    """Unload every captioner and give its memory back; returns how many were loaded."""
+    with _lock:
+        captioners = list(_captioners.values())
+        _captioners.clear()
+    count = sum(1 for c in captioners if c.loaded)
+    for captioner in captioners:
+        captioner.unload()
+    gc.collect()
+    return count

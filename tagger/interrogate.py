@@ -1,0 +1,169 @@
+"""One model for the batch engine made of a tagger, a captioner and a CLIP filter (any of them).
+
+``Interrogator`` has the engine's model shape: ``preprocess`` gives each part its own input,
+``collate`` stacks them, ``forward`` runs the tagger, the captioner and CLIP on the batch, and
+``postprocess`` returns an ``ImageResult`` (tags after the CLIP filter, the caption, the CLIP
+scores). So ``tagger tag --captioner`` and ``tagger caption`` are the same engine run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tagger.batch import ImageResult
+from tagger.errors import OptionsError
+from tagger.options import CaptionOptions, TagOptions
+from tagger.tags import TagResult, tag_matches, tag_scores
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from tagger.captioners.base import Captioner
+    from tagger.captioners.clip_filter import ClipFilter
+    from tagger.wd14 import WD14Tagger
+
+log = logging.getLogger("tagger")
+
+
+class Interrogator:
+    """Tagger + captioner + CLIP filter as one batch model."""
+
+    def __init__(
+        self,
+        tagger: WD14Tagger | None = None,
+        captioner: Captioner | None = None,
+        caption_options: CaptionOptions | None = None,
+        clip_filter: ClipFilter | None = None,
+    ) -> None:
+        if tagger is None and captioner is None:
+            raise OptionsError("nothing to run: give a tagger, a captioner or both")
+        if clip_filter is not None and tagger is None:
+            raise OptionsError("the CLIP filter filters a tagger's tags: give a tagger too")
+        self.tagger = tagger
+        self.captioner = captioner
+        self.caption_options = caption_options or CaptionOptions()
+        self.clip_filter = clip_filter
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """What this model produces: ``tags``, ``caption`` or both."""
+        return tuple(
+            name
+            for name, part in (("tags", self.tagger), ("caption", self.captioner))
+            if part is not None
+        )
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The tagger's fixed batch size, if any."""
+        return self.tagger.fixed_batch if self.tagger is not None else None
+
+    @property
+    def active_providers(self) -> list[str]:
+        """Where each part runs."""
+        out: list[str] = []
+        for part in (self.tagger, self.captioner, self.clip_filter):
+            if part is not None:
+                out += [p for p in part.active_providers if p not in out]
+        return out
+
+    def load(self) -> Interrogator:
+        """Load every part; the filter embeds the tagger's vocabulary (cached on disk)."""
+        if self.tagger is not None:
+            self.tagger.load()
+        if self.captioner is not None:
+            self.captioner.load()
+        if self.clip_filter is not None and self.tagger is not None:
+            self.clip_filter.load()
+            labels = self.tagger.labels
+            groups = {"general": labels.general, "character": labels.character}
+            vocabulary = [
+                labels.names[i]
+                for category in self.clip_filter.options.categories
+                for i in groups.get(category, ())
+            ]
+            self.clip_filter.set_vocabulary(vocabulary)
+        return self
+
+    def unload(self) -> None:
+        """Unload every part."""
+        for part in (self.tagger, self.captioner, self.clip_filter):
+            if part is not None:
+                part.unload()
+
+    # -- the three steps ------------------------------------------------------------------------
+    def preprocess(self, image: Image.Image) -> dict[str, Any]:
+        """One RGB image -> each part's input."""
+        out: dict[str, Any] = {}
+        if self.tagger is not None:
+            out["tags"] = self.tagger.preprocess(image)
+        if self.captioner is not None:
+            out["caption"] = self.captioner.preprocess(image)
+        if self.clip_filter is not None:
+            out["clip"] = self.clip_filter.preprocess(image)
+        return out
+
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Stack each part's inputs."""
+        import numpy as np
+
+        batch: dict[str, Any] = {}
+        if self.tagger is not None:
+            batch["tags"] = np.stack([item["tags"] for item in items])
+        if self.captioner is not None:
+            batch["caption"] = self.captioner.collate([item["caption"] for item in items])
+        if self.clip_filter is not None:
+            import torch
+
+            batch["clip"] = torch.stack([item["clip"] for item in items])
+        return batch
+
+    def _captions(self, pixels: Any) -> list[list[int]]:
+        """Caption token ids, ``caption_options.batch_size`` images per captioner run."""
+        if self.captioner is None:
+            return []
+        count = len(pixels)
+        step = self.caption_options.batch_size or count
+        ids: list[list[int]] = []
+        for start in range(0, count, step):
+            ids += self.captioner.forward(pixels[start : start + step], self.caption_options)
+        return ids
+
+    def forward(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run every part on a batch; one dict of raw outputs per image."""
+        count = len(next(iter(batch.values())))
+        rows: list[dict[str, Any]] = [{} for _ in range(count)]
+        if self.tagger is not None:
+            for row, scores in zip(rows, self.tagger.forward(batch["tags"]), strict=True):
+                row["scores"] = scores
+        if self.captioner is not None:
+            for row, ids in zip(rows, self._captions(batch["caption"]), strict=True):
+                row["ids"] = ids
+        if self.clip_filter is not None:
+            embeddings = self.clip_filter.image_embeddings(batch["clip"])
+            for row, embedding in zip(rows, embeddings, strict=True):
+                row["clip"] = embedding
+        return rows
+
+    def postprocess(self, row: dict[str, Any], options: TagOptions) -> ImageResult:
+        """Raw outputs -> kept tags (CLIP-filtered), caption text and CLIP scores."""
+        result = ImageResult()
+        if self.tagger is not None:
+            result.tags = tag_scores(row["scores"].tolist(), self.tagger.labels, options)
+        if self.captioner is not None:
+            result.caption = self.captioner.postprocess(row["ids"], self.caption_options)
+        if self.clip_filter is not None and result.tags is not None:
+            tags = result.tags
+            kept, result.clip = self.clip_filter.filter(
+                {"general": tags.general, "character": tags.character}, row["clip"]
+            )
+            for category, scores in (("general", tags.general), ("character", tags.character)):
+                kept[category] = {  # --keep-tags stay whatever CLIP says
+                    name: score
+                    for name, score in scores.items()
+                    if name in kept[category] or tag_matches(name, options.keep_tags)
+                }
+            result.tags = TagResult(tags.rating, kept["character"], kept["general"], tags.index)
+        return result
