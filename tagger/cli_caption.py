@@ -194,6 +194,7 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
         return tagger, output
     from tagger.captioners import get_captioner
     from tagger.captioners.clip_filter import ClipFilter
+    from tagger.captioners.common import torch_device_for
     from tagger.interrogate import Interrogator
 
     options = caption_options_from_args(args)
@@ -201,7 +202,7 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     if args.captioner:
         captioner = get_captioner(
             args.captioner,
-            device=_torch_device(args.device),
+            device=torch_device_for(args.device),
             device_id=args.device_id,
             half=options.half,
             cache_dir=args.hf_cache,
@@ -211,22 +212,12 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     if args.clip_mode:
         clip_filter = ClipFilter(
             _clip_options(args),
-            device=_torch_device(args.device),
+            device=torch_device_for(args.device),
             device_id=args.device_id,
             half=options.half,
             hf_cache=args.hf_cache,
         )
     return Interrogator(tagger, captioner, options, clip_filter), output
-
-
-def _torch_device(device: str) -> str:
-    """The torch device for an onnxruntime ``--device`` list (cuda/rocm -> cuda, else auto/cpu)."""
-    names = [p.strip().lower() for p in device.split(",") if p.strip()]
-    if any(n in {"cuda", "rocm", "tensorrt"} for n in names):
-        return "cuda"
-    if names and all(n == "cpu" for n in names):
-        return "cpu"
-    return "auto"
 
 
 def cmd_caption(args: argparse.Namespace) -> int:

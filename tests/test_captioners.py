@@ -310,3 +310,42 @@ def test_missing_registry_files_fail_at_once_offline(tmp_path: Path, monkeypatch
         get_captioner("clip-prefix-flickr8k", device="cpu", cache_dir=tmp_path, models_dirs=[])
     with pytest.raises(ModelFilesMissingError, match="blip-image-captioning-base"):
         get_captioner("blip-base", device="cpu", cache_dir=tmp_path, models_dirs=[])
+
+
+def test_the_tab_and_the_api_caption_with_a_local_folder(
+    tmp_path: Path, blip_dir: Path, images: list[Image.Image]
+) -> None:
+    """The Tagger tab and POST /tagger/v1/caption reach the same captioner as the CLI."""
+    import base64
+    import io
+
+    from tagger.ui.actions import caption_image, captioner_choices
+    from tagger.ui.host import RuntimeSettings
+
+    models = tmp_path / "models"
+    shutil.copytree(blip_dir, models / "my-blip")
+    settings = RuntimeSettings(models_dirs=[models], providers="cpu")
+    assert captioner_choices(settings)[0] == "my-blip"
+    expected = get_captioner(str(blip_dir), device="cpu").caption([images[0]], CaptionOptions())
+    assert caption_image(images[0], "my-blip", settings) == expected[0]
+
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from tagger.api import mount
+
+    app = FastAPI()
+    mount(app, models_dirs=[models], providers="cpu")
+    client = TestClient(app)
+    assert client.get("/tagger/v1/captioners").json()["models"][0] == "my-blip"
+    png = io.BytesIO()
+    images[0].save(png, format="PNG")
+    body = {"image": base64.b64encode(png.getvalue()).decode(), "model": "my-blip"}
+    reply = client.post("/tagger/v1/caption", json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"model": "my-blip", "caption": expected[0]}
+    unknown = client.post("/tagger/v1/caption", json={**body, "model": "no-such-captioner"})
+    assert unknown.status_code == 404
+    assert "my-blip" in unknown.json()["detail"]

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr
 
-from tagger.options import BatchOptions, StrictModel, TagOptions
-from tagger.registry import DEFAULT_MODEL
+from tagger.options import BatchOptions, CaptionOptions, StrictModel, TagOptions
+from tagger.registry import DEFAULT_CAPTIONER, DEFAULT_MODEL
 
 IMAGE_DESCRIPTION = (
     "The image file's bytes as base64 (PNG, JPEG, WebP, ... anything Pillow reads). A data URL "
@@ -113,6 +113,28 @@ class TagResponse(BaseModel):
     general: dict[str, float] = Field(..., description="Kept general tags (raw names), best first.")
     tags: list[str] = Field(..., description="The caption's tags, as written.")
     text: str = Field(..., description="The caption: the tags joined by the separator.")
+
+
+class CaptionRequest(StrictModel):
+    """``POST /tagger/v1/caption``: one image and a captioner (BLIP or CLIP-prefix GPT-2)."""
+
+    image: StrictStr = Field(..., description=IMAGE_DESCRIPTION)
+    model: StrictStr = Field(
+        DEFAULT_CAPTIONER,
+        description="A captioner: a registry key (GET /tagger/v1/captioners) or the name of a "
+        "captioner folder in the server's models folders.",
+    )
+    options: CaptionOptions = Field(
+        default_factory=CaptionOptions,
+        description="Decoding options (all fields optional; defaults suit each family).",
+    )
+
+
+class CaptionResponse(BaseModel):
+    """The caption of one image."""
+
+    model: str = Field(..., description="The key of the captioner that ran.")
+    caption: str = Field(..., description="The caption, prompt removed.")
 
 
 class ModelInfo(BaseModel):

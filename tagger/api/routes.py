@@ -1,8 +1,6 @@
 """The routes under ``/tagger/v1``: the older extensions' routes and the full ones beside them.
 
-Route groups are listed in ``ROUTE_GROUPS``; each adds its routes to the router. Captioning
-(BLIP, CLIP-prefix) adds its group here when the captioners land: a ``_caption_routes`` function
-registering ``POST /tagger/v1/caption`` on the same router, appended to ``ROUTE_GROUPS``.
+Route groups are listed in ``ROUTE_GROUPS``; each adds its routes to the router.
 
 Handlers are plain functions (FastAPI runs them in its thread pool), so requests run side by side;
 models are loaded once through ``tagger.cache`` and run under the service's lock.
@@ -20,6 +18,8 @@ from fastapi.params import Depends as DependsParam
 from tagger.api.errors import DOCUMENTED, make_route_class
 from tagger.api.jobs import JobManager
 from tagger.api.models import (
+    CaptionRequest,
+    CaptionResponse,
     ErrorResponse,
     InterrogateRequest,
     InterrogateResponse,
@@ -187,6 +187,30 @@ def _tag_routes(router: APIRouter, api: Api) -> None:
         return {"unloaded": api.service.unload()}
 
 
+def _caption_routes(router: APIRouter, api: Api) -> None:
+    """``caption`` and ``captioners`` (BLIP, CLIP-prefix GPT-2)."""
+
+    @router.post(
+        "/caption",
+        response_model=CaptionResponse,
+        summary="Caption one image with BLIP or CLIP-prefix GPT-2",
+        responses=_errors(404, 413, 422, 503),
+    )
+    def post_caption(req: CaptionRequest) -> dict[str, Any]:
+        """The caption of one image (503 when torch/transformers/open_clip are not installed
+        on the server or the captioner's files are not on disk)."""
+        spec = api.service.resolve_captioner(req.model)
+        image, _ = load_request_image(req.image)
+        return {"model": spec.key, "caption": api.service.caption(spec, image, req.options)}
+
+    @router.get("/captioners", response_model=InterrogatorsResponse, summary="Captioner names")
+    def get_captioners() -> dict[str, Any]:
+        """Local captioner folders first, then the registry's captioners."""
+        from tagger.registry import list_captioners
+
+        return {"models": [spec.key for spec in list_captioners(api.service.models_dirs)]}
+
+
 def _job_routes(router: APIRouter, api: Api) -> None:
     """Batch jobs over the server's allowed folders."""
 
@@ -230,7 +254,12 @@ def _job_routes(router: APIRouter, api: Api) -> None:
 
 
 #: Each entry adds one group of routes to the router.
-ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [_compat_routes, _tag_routes, _job_routes]
+ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
+    _compat_routes,
+    _tag_routes,
+    _caption_routes,
+    _job_routes,
+]
 
 
 def as_dependency(item: Any) -> Any:

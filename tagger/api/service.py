@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tagger.errors import ImageLoadError, ImageTooLargeError, ModelNotFoundError, OptionsError
 from tagger.image import DEFAULT_MAX_PIXELS
+from tagger.options import CaptionOptions
 from tagger.registry import (
     ModelSpec,
     default_models_dirs,
@@ -346,6 +347,41 @@ class TaggerService:
         if spec is not None:
             return spec
         raise ModelNotFoundError(f"unknown model {text!r}: use one of {valid}")
+
+    def resolve_captioner(self, name: str) -> ModelSpec:
+        """The captioner a client named: a registry key or alias, or a folder's name in the
+        models folders (paths are refused, as for taggers)."""
+        from tagger.registry import list_captioners, resolve_captioner
+
+        text = str(name).strip()
+        valid = ", ".join(spec.key for spec in list_captioners(self.models_dirs))
+        if not text or any(c in text for c in ("\x00", "/", "\\", ":")) or text.startswith("."):
+            raise ModelNotFoundError(
+                f"captioner {text!r} is not a captioner name; use one of {valid}"
+            )
+        try:
+            return resolve_captioner(text, self.models_dirs)
+        except ModelNotFoundError:
+            raise ModelNotFoundError(f"unknown captioner {text!r}: use one of {valid}") from None
+
+    def caption(self, spec: ModelSpec, image: Image.Image, options: CaptionOptions) -> str:
+        """Caption one image (the captioner loaded once, shared with the CLI's cache)."""
+        from tagger.captioners import get_captioner
+        from tagger.captioners.common import torch_device_for
+
+        providers = (
+            self.providers if isinstance(self.providers, str) else ",".join(self.providers or [])
+        )
+        with self.running():
+            captioner = get_captioner(
+                spec,
+                device=torch_device_for(providers),
+                device_id=self.device_id,
+                half=options.half,
+                cache_dir=self.hf_cache,
+                models_dirs=self.models_dirs,
+            )
+            return captioner.caption([image], options)[0]
 
     def tagger(self, spec: ModelSpec) -> WD14Tagger:
         """The loaded model (loaded once, shared through ``tagger.cache``)."""

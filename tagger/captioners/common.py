@@ -37,6 +37,21 @@ def require(module: str) -> Any:
         raise MissingDependencyError(f"{module} is not installed: {INSTALL_HINT}") from exc
 
 
+def torch_device_for(providers: str | None) -> str:
+    """The torch device for onnxruntime provider names (cuda/rocm/tensorrt -> cuda, all cpu ->
+    cpu, else auto), so one ``--device`` setting drives taggers and captioners.
+
+    >>> torch_device_for("cuda,cpu"), torch_device_for("cpu"), torch_device_for("auto")
+    ('cuda', 'cpu', 'auto')
+    """
+    names = [p.strip().lower() for p in (providers or "").split(",") if p.strip()]
+    if any(n in {"cuda", "rocm", "tensorrt"} for n in names):
+        return "cuda"
+    if names and all(n == "cpu" for n in names):
+        return "cpu"
+    return "auto"
+
+
 def pick_device(device: str | None = "auto", device_id: int = 0) -> torch.device:
     """The torch device for a ``--device`` value.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tagger.batch import Summary, check_inputs, count_images
-from tagger.errors import MissingDependencyError, OptionsError
+from tagger.errors import OptionsError
 from tagger.options import BatchOptions, TagOptions, dump, parse
 from tagger.registry import ModelSpec, list_models, resolve_model
 from tagger.ui.host import Progress, RuntimeSettings
@@ -40,8 +40,15 @@ def tagger_choices(settings: RuntimeSettings) -> list[str]:
 
 
 def captioner_choices(settings: RuntimeSettings) -> list[str]:
-    """Names offered in the captioner picker (models of any family but WD14)."""
-    return [spec.key for spec in list_models(settings.models_dirs) if spec.family != TAGGER_FAMILY]
+    """Names offered in the captioner picker: local captioner folders, then the registry's;
+    none when the captioning libraries (torch, transformers) are not installed."""
+    import importlib.util
+
+    from tagger.registry import list_captioners
+
+    if any(importlib.util.find_spec(name) is None for name in ("torch", "transformers")):
+        return []
+    return [spec.key for spec in list_captioners(settings.models_dirs)]
 
 
 def load_tagger(name: str, settings: RuntimeSettings) -> Any:
@@ -60,14 +67,21 @@ def load_tagger(name: str, settings: RuntimeSettings) -> Any:
 
 
 def caption_image(image: Any, name: str, settings: RuntimeSettings) -> str:
-    """Caption one image with the named captioner.
+    """Caption one RGB image with the named captioner, on the configured device."""
+    from tagger.captioners import get_captioner
+    from tagger.captioners.common import torch_device_for
+    from tagger.options import CaptionOptions
 
-    Captioning models are not part of this build yet: this raises an error naming the model.
-    """
-    raise MissingDependencyError(
-        f"captioner {name!r} cannot run: captioning models are not available in this version "
-        "of tagger; clear the captioner picker to tag only"
+    options = CaptionOptions(half=settings.half)
+    captioner = get_captioner(
+        name,
+        device=torch_device_for(settings.providers),
+        device_id=settings.device_id,
+        half=options.half,
+        cache_dir=settings.hf_cache,
+        models_dirs=settings.models_dirs,
     )
+    return captioner.caption([image], options)[0]
 
 
 def interrogate(
