@@ -199,8 +199,8 @@ class CaptionOptions(StrictModel):
         3, ge=0, le=16, description="BLIP: never repeat an n-gram of this size (0: allowed)."
     )
     sample: bool = Field(False, description="Nucleus sampling instead of beams / greedy.")
-    top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling probability mass.")
-    temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature.")
+    top_p: float = Field(0.9, ge=0.01, le=1.0, description="Nucleus sampling probability mass.")
+    temperature: float = Field(1.0, ge=0.01, le=10.0, description="Sampling temperature.")
     seed: int | None = Field(42, description="Seed for sampling (None: not reproducible).")
     batch_size: int = Field(
         0, ge=0, le=1024, description="Images per captioner run (0: the run's batch size)."
