@@ -43,16 +43,44 @@ def pad_to_square(image: Image.Image) -> Image.Image:
     return canvas
 
 
+def _resize_wide(image: Image.Image, size: int) -> Image.Image:
+    """Pad-and-resize a wide image (width >= height) without building the padded square.
+
+    Pillow resamples separably: a horizontal pass into an 8-bit intermediate, then a vertical
+    pass. Padding a wide image adds only rows of white above and below, and a horizontal pass
+    leaves a white row white, so resampling the content rows horizontally, padding that narrow
+    intermediate, and running the vertical pass gives the reference result pixel for pixel
+    (tests compare the two on random shapes) at about half the cost for large photos.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    rows = image.resize((size, height), Image.BICUBIC)  # horizontal pass only
+    canvas = Image.new("RGB", (size, width), (255, 255, 255))
+    canvas.paste(rows, (0, (width - height) // 2))
+    return canvas.resize((size, size), Image.BICUBIC)  # vertical pass only
+
+
 def prepare_image(image: Image.Image, size: int) -> np.ndarray:
-    """Turn an RGB image into the model's input for one image: float32 BGR ``[size, size, 3]``."""
+    """Turn an RGB image into the model's input for one image: float32 BGR ``[size, size, 3]``.
+
+    The result equals the reference app's: white square padding, bicubic resize to ``size``
+    when the side differs, RGB -> BGR.
+    """
     import numpy as np
     from PIL import Image
 
     if image.mode != "RGB":
         raise ValueError(f"prepare_image needs an RGB image, got mode {image.mode!r}")
-    square = pad_to_square(image)
-    if square.size[0] != size:
-        square = square.resize((size, size), Image.BICUBIC)
+    width, height = image.size
+    if max(width, height) == size:
+        square = pad_to_square(image)
+    elif width == height:
+        square = image.resize((size, size), Image.BICUBIC)
+    elif width > height:
+        square = _resize_wide(image, size)
+    else:
+        square = pad_to_square(image).resize((size, size), Image.BICUBIC)
     array = np.asarray(square, dtype=np.float32)
     return np.ascontiguousarray(array[:, :, ::-1])
 

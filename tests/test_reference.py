@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from reference import KAOMOJIS, reference_predict, reference_prepare
 from tiny import make_image
@@ -35,6 +37,26 @@ def test_preprocessing_equals_reference(tmp_path: Path, size, mode, target) -> N
     assert ours.dtype == np.float32
     assert ours.shape == (target, target, 3)
     np.testing.assert_array_equal(ours, theirs)
+
+
+@given(
+    width=st.integers(1, 700),
+    height=st.integers(1, 700),
+    target=st.sampled_from([32, 64, 448]),
+    seed=st.integers(0, 2**16),
+    blocky=st.booleans(),
+)
+@settings(max_examples=150)
+def test_preprocessing_equals_reference_on_any_shape(width, height, target, seed, blocky) -> None:
+    """Pixel-identical to the reference for wide, tall, square, up- and downscaled images."""
+    rng = np.random.default_rng(seed)
+    if blocky:  # flat areas and sharp edges, like drawings
+        cells = rng.integers(0, 256, size=(height // 9 + 1, width // 9 + 1, 3), dtype=np.uint8)
+        pixels = cells.repeat(9, axis=0).repeat(9, axis=1)[:height, :width]
+    else:
+        pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+    np.testing.assert_array_equal(prepare_image(image, target), reference_prepare(image, target)[0])
 
 
 def _spaced(name: str) -> str:
