@@ -11,15 +11,74 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
 
 from tagger.registry import ModelSpec
 from tagger.wd14 import WD14Tagger
 
 log = logging.getLogger("tagger")
 
-_lock = threading.Lock()
-_models: dict[Hashable, WD14Tagger] = {}
+M = TypeVar("M", bound="Loadable")
+
+
+class Loadable(Protocol):
+    """A model the cache can hold: ``load()`` (returning itself), ``unload()``, ``loaded``."""
+
+    spec: ModelSpec
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> Any: ...
+
+    def unload(self) -> None: ...
+
+
+class ModelCache(Generic[M]):
+    """Models by key: created once, loaded on first use, dropped again if loading fails.
+
+    The model's own lock makes concurrent first callers wait for a single load.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[Hashable, M] = {}
+
+    def get(self, key: Hashable, create: Callable[[], M], *, load: bool = True) -> M:
+        """The model under ``key`` (made by ``create`` the first time), loaded unless asked not."""
+        with self._lock:
+            model = self._models.get(key)
+            if model is None:
+                model = create()
+                self._models[key] = model
+        if not load:
+            return model
+        try:
+            return model.load()
+        except Exception:
+            with self._lock:
+                if self._models.get(key) is model:
+                    del self._models[key]
+            raise
+
+    def loaded(self) -> list[str]:
+        """Keys of the models currently loaded."""
+        with self._lock:
+            return [model.spec.key for model in self._models.values() if model.loaded]
+
+    def clear(self) -> int:
+        """Unload every model and forget it; returns how many were loaded."""
+        with self._lock:
+            models = list(self._models.values())
+            self._models.clear()
+        count = sum(1 for model in models if model.loaded)
+        for model in models:
+            model.unload()
+        return count
+
+
+_taggers: ModelCache[WD14Tagger] = ModelCache()
 
 
 def _key(
@@ -43,44 +102,27 @@ def get_tagger(
     revision: str | None = None,
 ) -> WD14Tagger:
     """Return the loaded tagger for ``spec``, loading it on first use."""
-    key = _key(spec, providers, device_id, revision)
-    with _lock:
-        tagger = _models.get(key)
-        if tagger is None:
-            tagger = WD14Tagger(
-                spec,
-                providers=providers,
-                device_id=device_id,
-                threads=threads,
-                cache_dir=cache_dir,
-                revision=revision,
-            )
-            _models[key] = tagger
-    try:
-        return tagger.load()  # the tagger's own lock makes concurrent callers wait for one load
-    except Exception:
-        with _lock:
-            if _models.get(key) is tagger:
-                del _models[key]
-        raise
+    return _taggers.get(
+        _key(spec, providers, device_id, revision),
+        lambda: WD14Tagger(
+            spec,
+            providers=providers,
+            device_id=device_id,
+            threads=threads,
+            cache_dir=cache_dir,
+            revision=revision,
+        ),
+    )
 
 
 def loaded_models() -> list[str]:
     """Keys of the models currently loaded."""
-    with _lock:
-        return [tagger.spec.key for tagger in _models.values() if tagger.loaded]
+    return _taggers.loaded()
 
 
 def unload_all() -> int:
     """Unload every model and give their memory back; returns how many were loaded."""
-    with _lock:
-        taggers = list(_models.values())
-        _models.clear()
-    count = 0
-    for tagger in taggers:
-        if tagger.loaded:
-            count += 1
-        tagger.unload()
+    count = _taggers.clear()
     if "tagger.captioners" in sys.modules:  # captioners and CLIP filters, when any were used
         count += sys.modules["tagger.captioners"].unload_captioners()
     gc.collect()

@@ -160,12 +160,12 @@ def test_a_failed_load_is_not_cached(tmp_path: Path, load_count: list[str]) -> N
     spec = local_spec(corrupt_model_dir(tmp_path / "broken"))
     with pytest.raises(ModelLoadError, match="onnxruntime cannot load"):
         get_tagger(spec, providers="cpu")
-    assert tagger.cache._models == {}
+    assert tagger.cache._taggers._models == {}
     assert loaded_models() == []
     with pytest.raises(ModelLoadError, match="onnxruntime cannot load"):
         get_tagger(spec, providers="cpu")
     assert len(load_count) == 2
-    assert tagger.cache._models == {}
+    assert tagger.cache._taggers._models == {}
     assert unload_all() == 0
 
 
@@ -185,7 +185,7 @@ def test_missing_registry_files_are_not_cached(
     monkeypatch.setenv("TAGGER_HF_CACHE", str(tmp_path))
     with pytest.raises(ModelFilesMissingError, match="SmilingWolf/wd-vit-tagger-v3"):
         get_tagger(REGISTRY["wd-vit-tagger-v3"], providers="cpu")
-    assert tagger.cache._models == {}
+    assert tagger.cache._taggers._models == {}
 
 
 def test_get_tagger_from_the_hf_cache(
@@ -309,7 +309,7 @@ def test_output_count_must_match_the_labels(tmp_path: Path, load_count: list[str
     message = str(info.value)
     assert "the model has 5 outputs" in message
     assert "selected_tags.csv lists 25 tags" in message
-    assert tagger.cache._models == {}
+    assert tagger.cache._taggers._models == {}
     model = WD14Tagger(spec, providers="cpu")
     with pytest.raises(ModelLoadError, match="5 outputs"):
         model.load()

@@ -19,10 +19,10 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import threading
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from tagger.cache import ModelCache
 from tagger.errors import ModelNotFoundError
 from tagger.options import CaptionOptions
 from tagger.registry import ModelSpec, resolve_captioner
@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tagger")
 
-_lock = threading.Lock()
-_captioners: dict[Hashable, Captioner] = {}
+_captioners: ModelCache[Captioner] = ModelCache()
 
 
 def captioner_class(family: str) -> type[Captioner]:
@@ -65,27 +64,18 @@ def get_captioner(
     """Return the (loaded) captioner for a key, alias, folder name, path or spec; cached."""
     spec = model if isinstance(model, ModelSpec) else resolve_captioner(model, models_dirs)
     key = (spec.key, str(spec.path), revision or spec.revision, device, device_id, half)
-    with _lock:
-        captioner = _captioners.get(key)
-        if captioner is None:
-            captioner = captioner_class(spec.family)(
-                spec,
-                device=device,
-                device_id=device_id,
-                half=half,
-                cache_dir=cache_dir,
-                revision=revision,
-            )
-            _captioners[key] = captioner
-    if not load:
-        return captioner
-    try:
-        return captioner.load()
-    except Exception:
-        with _lock:
-            if _captioners.get(key) is captioner:
-                del _captioners[key]
-        raise
+    return _captioners.get(
+        key,
+        lambda: captioner_class(spec.family)(
+            spec,
+            device=device,
+            device_id=device_id,
+            half=half,
+            cache_dir=cache_dir,
+            revision=revision,
+        ),
+        load=load,
+    )
 
 
 def caption_images(
@@ -102,17 +92,11 @@ def caption_images(
 
 def loaded_captioners() -> list[str]:
     """Keys of the captioners currently loaded."""
-    with _lock:
-        return [c.spec.key for c in _captioners.values() if c.loaded]
+    return _captioners.loaded()
 
 
 def unload_captioners() -> int:
     """Unload every captioner and give its memory back; returns how many were loaded."""
-    with _lock:
-        captioners = list(_captioners.values())
-        _captioners.clear()
-    count = sum(1 for c in captioners if c.loaded)
-    for captioner in captioners:
-        captioner.unload()
+    count = _captioners.clear()
     gc.collect()
     return count
