@@ -26,7 +26,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from tagger.errors import LabelsError, ModelFilesMissingError, OptionsError
@@ -111,12 +111,20 @@ class Labels:
     ``names`` holds every tag name in model (CSV row) order; ``rating``, ``general`` and
     ``character`` hold the indices into ``names`` of each category's tags, ascending. Rows of
     other categories are in ``names`` (so indices line up with model outputs) but in no group.
+    ``index`` maps each name to its first index; it is built once, not per image (read-only).
     """
 
     names: tuple[str, ...]
     rating: tuple[int, ...]
     general: tuple[int, ...]
     character: tuple[int, ...]
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, int] = {}
+        for position, name in enumerate(self.names):
+            index.setdefault(name, position)
+        object.__setattr__(self, "index", index)
 
 
 def labels_from_rows(rows: Iterable[tuple[str, int]]) -> Labels:
@@ -235,10 +243,7 @@ def label_index(labels: Labels) -> dict[str, int]:
     >>> label_index(labels_from_rows([("general", 9), ("1girl", 0)]))
     {'general': 0, '1girl': 1}
     """
-    index: dict[str, int] = {}
-    for position, name in enumerate(labels.names):
-        index.setdefault(name, position)
-    return index
+    return labels.index
 
 
 # --------------------------------------------------------------------------------------- scores
