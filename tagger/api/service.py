@@ -294,6 +294,16 @@ class Queues:
 # -- the service -----------------------------------------------------------------------------------
 
 
+def looks_like_path(name: str) -> bool:
+    """True for a model name that points somewhere (``/``, ``\\``, ``:``, a leading ``.``, NUL):
+    over HTTP clients name models, they never point at server folders.
+
+    >>> looks_like_path("wd-vit-tagger-v3"), looks_like_path("../models/x")
+    (False, True)
+    """
+    return any(c in name for c in ("\x00", "/", "\\", ":")) or name.startswith(".")
+
+
 class TaggerService:
     """Everything one mounted API needs: where models are, how they run, and its queues."""
 
@@ -334,7 +344,7 @@ class TaggerService:
         valid = ", ".join(self.model_keys())
         if not text:
             raise ModelNotFoundError(f"no model named: use one of {valid}")
-        if "\x00" in text or "/" in text or "\\" in text or text.startswith(".") or ":" in text:
+        if looks_like_path(text):
             raise ModelNotFoundError(
                 f"model {text!r} looks like a path; over HTTP name a model by its key or by the "
                 f"name of a folder in the server's models folders: {valid}"
@@ -355,7 +365,7 @@ class TaggerService:
 
         text = str(name).strip()
         valid = ", ".join(spec.key for spec in list_captioners(self.models_dirs))
-        if not text or any(c in text for c in ("\x00", "/", "\\", ":")) or text.startswith("."):
+        if not text or looks_like_path(text):
             raise ModelNotFoundError(
                 f"captioner {text!r} is not a captioner name; use one of {valid}"
             )
