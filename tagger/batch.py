@@ -396,11 +396,14 @@ class BatchRun:
         )
 
     # -- writing -------------------------------------------------------------------------------
-    def write(self, item: ImageItem, targets: Targets, result: TagResult | ImageResult) -> None:
+    def write(
+        self, item: ImageItem, targets: Targets, result: TagResult | ImageResult
+    ) -> dict[str, Any]:
         """Write one image's outputs: JSON sidecar, caption file(s), manifest line, in order.
 
-        The manifest's ``text`` is the first text file's content after this write (an existing
-        file kept by ``skip`` included), so the manifest describes the dataset on disk.
+        Returns the image's record (the manifest line without ``file_name``). Its ``text`` is
+        the first text file's content after this write (an existing file kept by ``skip``
+        included), so the manifest describes the dataset on disk.
         """
         image = as_image_result(result)
         policy = self.options.on_existing
@@ -408,21 +411,19 @@ class BatchRun:
         if targets.json is not None and not (policy == "skip" and targets.json.exists()):
             atomic_write_text(targets.json, sidecar_json(self.json_record(image)))
         texts = [self._write_items(path, items) for path, items in self.files(targets, image, tags)]
+        record: dict[str, Any] = {"text": texts[0] if texts else ""}
+        if image.tags is not None:
+            record["rating"] = top_rating(image.tags.rating)
+            record["character"] = list(image.tags.character)
+            record["general"] = list(image.tags.general)
+        if image.caption is not None:
+            record["caption"] = image.caption
         if self.manifest is not None:
-            record: dict[str, Any] = {
-                "file_name": self.manifest.file_name(item.path),
-                "text": texts[0] if texts else "",
-            }
-            if image.tags is not None:
-                record["rating"] = top_rating(image.tags.rating)
-                record["character"] = list(image.tags.character)
-                record["general"] = list(image.tags.general)
-            if image.caption is not None:
-                record["caption"] = image.caption
-            self.manifest.write(record)
+            self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
+        return record
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
         """The sidecar: kept tag scores by category, the caption, and CLIP scores if any."""

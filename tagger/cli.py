@@ -280,25 +280,31 @@ def _add_tag_command(sub: Any) -> None:
         default=10,
         help="How many frequent tags the summary lists.",
     )
-    tag.add_argument(
+    add_engine_options(tag)
+    _add_combined_options(tag)
+    tag.set_defaults(handler=cmd_tag)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--ray-address`` and ``--parquet`` (``tag`` and ``caption``)."""
+    g = parser.add_argument_group("engine")
+    g.add_argument(
         "--engine",
         choices=["local", "ray"],
         default="local",
         help="local: this process; ray: a Ray cluster (pip install 'tagger[ray]').",
     )
-    tag.add_argument(
+    g.add_argument(
         "--ray-address",
         metavar="ADDRESS",
         help="Ray cluster for --engine ray: 'auto', 'ray://HOST:10001' (default: a local one).",
     )
-    tag.add_argument(
+    g.add_argument(
         "--parquet",
         metavar="PATH|URI",
-        help="With --engine ray: also write each tagged image's record to this Parquet file "
+        help="With --engine ray: also write each image's record to this Parquet file "
         "(a local path or s3://, gs:// URI).",
     )
-    _add_combined_options(tag)
-    tag.set_defaults(handler=cmd_tag)
 
 
 def _add_models_command(sub: Any) -> None:
@@ -494,22 +500,11 @@ def _quiet_ray_data() -> None:
 
 def cmd_tag_ray(args: argparse.Namespace) -> int:
     """Run ``tagger tag --engine ray``: the same outputs and summary, on a Ray cluster."""
-    from tagger.batch import check_inputs, count_images
-    from tagger.ray_engine import ModelConfig, RayBatchRun, is_uri
+    from tagger.cli_caption import ray_config
+    from tagger.ray_engine import ModelConfig
     from tagger.registry import resolve_model
 
-    if getattr(args, "captioner", None) or getattr(args, "clip_mode", None):
-        raise OptionsError(
-            "--captioner and --clip-filter run with the local engine only: drop --engine ray, "
-            "or run the captioner in a second, local pass"
-        )
-    tag_options, batch_options = options_from_args(args)
-    if not log.isEnabledFor(logging.INFO):
-        _quiet_ray_data()
-    local = [path for path in args.paths if not is_uri(path)]
-    if local:
-        check_inputs(local)
-    config = ModelConfig(
+    tagger = ModelConfig(
         resolve_model(args.model, args.models_dir),
         providers=args.device,
         device_id=args.device_id,
@@ -517,6 +512,21 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
         cache_dir=args.hf_cache,
         revision=args.revision,
     )
+    config, output_options = ray_config(args, tagger)
+    return run_ray_engine(args, config, output_options)
+
+
+def run_ray_engine(args: argparse.Namespace, config: Any, output_options: Any = None) -> int:
+    """Run ``--engine ray`` with a model config (``tag`` and ``caption``); the exit status."""
+    from tagger.batch import check_inputs, count_images
+    from tagger.ray_engine import RayBatchRun, is_uri
+
+    tag_options, batch_options = options_from_args(args)
+    if not log.isEnabledFor(logging.INFO):
+        _quiet_ray_data()
+    local = [path for path in args.paths if not is_uri(path)]
+    if local:
+        check_inputs(local)
     total = None if len(local) < len(args.paths) else count_images(local, batch_options.recursive)
     return run_with_progress(
         lambda **hooks: RayBatchRun(
@@ -524,6 +534,7 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
             config,
             tag_options,
             batch_options,
+            output_options=output_options,
             address=args.ray_address,
             parquet=args.parquet,
             **hooks,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tagger.errors import OptionsError
 from tagger.options import CaptionOptions, ClipFilterOptions, OutputOptions, field_names, parse
 from tagger.registry import DEFAULT_CAPTIONER
 
@@ -92,7 +93,7 @@ def caption_options_from_args(args: argparse.Namespace) -> CaptionOptions:
 
 def add_caption_command(sub: Any) -> None:
     """Register ``tagger caption``."""
-    from tagger.cli import _add_batch_options
+    from tagger.cli import _add_batch_options, add_engine_options
 
     cap = sub.add_parser(
         "caption",
@@ -113,6 +114,7 @@ def add_caption_command(sub: Any) -> None:
     g.add_argument("--device-id", type=int, default=0, help="GPU index (default 0).")
     _add_decoding_options(cap)
     _add_batch_options(cap)
+    add_engine_options(cap)
     cap.add_argument("--no-progress", action="store_true", help="No progress bar.")
     cap.set_defaults(handler=cmd_caption, caption_extension=".caption", top_tags=0)
 
@@ -220,13 +222,56 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     return Interrogator(tagger, captioner, options, clip_filter), output
 
 
+def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOptions]:
+    """``combined_model`` for ``--engine ray``: the tagger's ``ModelConfig`` (or None, for
+    ``tagger caption``) alone, or an ``InterrogatorConfig`` with the captioner / CLIP filter the
+    flags ask for. Paths and names are resolved here, so a bad one fails before Ray starts."""
+    from tagger.captioners.common import torch_device_for
+    from tagger.options import dump
+    from tagger.ray_engine import CaptionerConfig, ClipFilterConfig, InterrogatorConfig
+    from tagger.registry import resolve_captioner
+
+    output = output_options_from_args(args)
+    captioner_name = args.model if tagger is None else getattr(args, "captioner", None)
+    if tagger is not None and not captioner_name and not getattr(args, "clip_mode", None):
+        return tagger, output
+    options = caption_options_from_args(args)
+    device = args.device if tagger is None else torch_device_for(args.device)
+    captioner = None
+    if captioner_name:
+        captioner = CaptionerConfig(
+            resolve_captioner(captioner_name, args.models_dir),
+            device=device,
+            device_id=args.device_id,
+            half=options.half,
+            cache_dir=args.hf_cache,
+            revision=args.revision if tagger is None else None,
+        )
+    clip_filter = None
+    if tagger is not None and args.clip_mode:
+        clip_filter = ClipFilterConfig(
+            dump(_clip_options(args)),
+            device=device,
+            device_id=args.device_id,
+            half=options.half,
+            hf_cache=args.hf_cache,
+        )
+    config = InterrogatorConfig(tagger, captioner, dump(options), clip_filter)
+    return config, output
+
+
 def cmd_caption(args: argparse.Namespace) -> int:
     """Run ``tagger caption``."""
     from tagger.batch import check_inputs
     from tagger.captioners import get_captioner
-    from tagger.cli import _run_engine, options_from_args
+    from tagger.cli import _run_engine, options_from_args, run_ray_engine
     from tagger.interrogate import Interrogator
 
+    if args.engine == "ray":
+        config, _ = ray_config(args, None)
+        return run_ray_engine(args, config, OutputOptions())
+    if args.parquet:
+        raise OptionsError("--parquet needs --engine ray")
     tag_options, batch_options = options_from_args(args)
     options = caption_options_from_args(args)
     check_inputs(args.paths)

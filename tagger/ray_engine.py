@@ -7,8 +7,12 @@ reports same-stem conflicts. The rest become a Ray dataset:
 1. decoding and preprocessing run as plain map tasks (``load_image`` + ``prepare_image``); an
    image that cannot be read becomes a row carrying its reason, never an exception;
 2. the model runs in a pool of actors (``map_batches`` with a callable class), one loaded
-   ``WD14Tagger`` per actor, one GPU per actor when the cluster has GPUs; each actor also turns
-   the scores into kept tags;
+   model per actor, one GPU per actor when the cluster has GPUs; each actor also turns the
+   scores into kept tags. The model is a ``WD14Tagger`` (``ModelConfig``) or, for captions and
+   combined runs, an ``Interrogator`` (``InterrogatorConfig``: a tagger, a captioner and the CLIP
+   filter, any of them). A captioner's and CLIP's own preprocessing needs their loaded
+   processors, so for them the decode tasks ship the decoded RGB pixels and the actor finishes
+   the preprocessing;
 3. the results stream back to the driver in input order (``iter_batches``) and are written there
    with ``BatchRun.write``: the same caption files, JSON sidecars, manifest lines, existing-caption
    policy and atomic writes as the local engine.
@@ -46,7 +50,15 @@ from tagger.batch import (
 )
 from tagger.errors import ImageLoadError, MissingDependencyError, OptionsError, TaggerError
 from tagger.image import is_image_path
-from tagger.options import BatchOptions, TagOptions, dump
+from tagger.options import (
+    BatchOptions,
+    CaptionOptions,
+    ClipFilterOptions,
+    OutputOptions,
+    TagOptions,
+    dump,
+    parse,
+)
 from tagger.registry import ModelSpec
 from tagger.tags import TagResult
 from tagger.writers import Manifest
@@ -54,6 +66,10 @@ from tagger.writers import Manifest
 if TYPE_CHECKING:
     import numpy as np
 
+    from tagger.batch import ImageResult
+    from tagger.captioners.base import Captioner
+    from tagger.captioners.clip_filter import ClipFilter
+    from tagger.interrogate import Interrogator
     from tagger.wd14 import WD14Tagger
 
 log = logging.getLogger("tagger")
@@ -93,6 +109,16 @@ def _require_ray() -> Any:
 # -- the model, as the actors build it ---------------------------------------------------------
 
 
+def _is_cpu(names: str | Sequence[str] | None) -> bool:
+    """True when every name asks for the CPU (an onnxruntime provider list or a torch device).
+
+    >>> _is_cpu("cpu"), _is_cpu(["CPUExecutionProvider"]), _is_cpu("auto"), _is_cpu(None)
+    (True, True, False, False)
+    """
+    items = [names] if isinstance(names, str) or names is None else list(names)
+    return all(str(n or "auto").strip().lower() in ("cpu", "cpuexecutionprovider") for n in items)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """How every actor builds its ``WD14Tagger`` (picklable: sent to the workers)."""
@@ -118,56 +144,215 @@ class ModelConfig:
         )
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        """What the model produces (the engine's output files follow it)."""
+        return ("tags",)
+
+    @property
+    def needs_pixels(self) -> bool:
+        """False: the decode tasks do all of the tagger's preprocessing."""
+        return False
+
+    @property
     def wants_cpu(self) -> bool:
         """True when the user asked for the CPU only."""
-        names = self.providers if isinstance(self.providers, list) else [self.providers or "auto"]
-        return all(str(name).strip().lower() in ("cpu", "cpuexecutionprovider") for name in names)
+        return _is_cpu(self.providers)
+
+    def on_gpu_actor(self) -> ModelConfig:
+        """The config for an actor given one GPU (which it sees as device 0)."""
+        return dataclasses.replace(self, device_id=0)
+
+    def probe(self) -> tuple[int, int | None]:
+        """Load the model on the CPU once: (input side, fixed batch or None)."""
+        model = self.build(providers="cpu").load()
+        return model.input_size, model.fixed_batch
 
 
-def _probe_model(config: ModelConfig) -> tuple[int, int | None]:
-    """Load the model on a worker's CPU once and return (input side, fixed batch or None)."""
-    model = config.build(providers="cpu").load()
-    return model.input_size, model.fixed_batch
+@dataclass(frozen=True)
+class CaptionerConfig:
+    """How every actor builds its captioner (BLIP or CLIP-prefix GPT-2)."""
+
+    spec: ModelSpec
+    device: str | None = "auto"
+    device_id: int = 0
+    half: bool = True
+    cache_dir: str | None = None
+    revision: str | None = None
+
+    def build(self, device: str | None = None) -> Captioner:
+        """A new (not yet loaded) captioner; ``device`` overrides the configured one."""
+        from tagger.captioners import captioner_class
+
+        return captioner_class(self.spec.family)(
+            self.spec,
+            device=device if device is not None else self.device,
+            device_id=self.device_id,
+            half=self.half,
+            cache_dir=self.cache_dir,
+            revision=self.revision,
+        )
 
 
-def encode_result(result: TagResult) -> str:
-    """A ``TagResult`` as JSON text (floats round-trip exactly, dict order is kept)."""
-    return json.dumps([result.rating, result.character, result.general, result.index])
+@dataclass(frozen=True)
+class ClipFilterConfig:
+    """How every actor builds its CLIP relevance filter (``options``: ``ClipFilterOptions``)."""
+
+    options: dict[str, Any]
+    device: str | None = "auto"
+    device_id: int = 0
+    half: bool = True
+    hf_cache: str | None = None
+
+    def build(self, device: str | None = None) -> ClipFilter:
+        """A new (not yet loaded) filter; ``device`` overrides the configured one."""
+        from tagger.captioners.clip_filter import ClipFilter
+
+        return ClipFilter(
+            parse(ClipFilterOptions, self.options),
+            device=device if device is not None else self.device,
+            device_id=self.device_id,
+            half=self.half,
+            hf_cache=self.hf_cache,
+        )
 
 
-def decode_result(text: str) -> TagResult:
-    """The ``TagResult`` that ``encode_result`` wrote.
+@dataclass(frozen=True)
+class InterrogatorConfig:
+    """How every actor builds an ``Interrogator``: a tagger, a captioner, the CLIP filter.
+
+    ``tagger caption`` is a captioner alone; ``tagger tag --captioner/--clip-filter`` adds them
+    to the tagger. ``caption_options`` is a dumped ``CaptionOptions``.
+    """
+
+    tagger: ModelConfig | None = None
+    captioner: CaptionerConfig | None = None
+    caption_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    clip_filter: ClipFilterConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.tagger is None and self.captioner is None:
+            raise OptionsError("nothing to run: give a tagger, a captioner or both")
+        if self.clip_filter is not None and self.tagger is None:
+            raise OptionsError("the CLIP filter filters a tagger's tags: give a tagger too")
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """``tags``, ``caption`` or both (the engine's output files follow it)."""
+        return tuple(
+            name
+            for name, part in (("tags", self.tagger), ("caption", self.captioner))
+            if part is not None
+        )
+
+    @property
+    def needs_pixels(self) -> bool:
+        """True when a part preprocesses the decoded image itself (captioner, CLIP)."""
+        return self.captioner is not None or self.clip_filter is not None
+
+    @property
+    def wants_cpu(self) -> bool:
+        """True when every part was asked to run on the CPU."""
+        devices = [self.tagger.wants_cpu] if self.tagger is not None else []
+        devices += [_is_cpu(p.device) for p in (self.captioner, self.clip_filter) if p is not None]
+        return all(devices)
+
+    def on_gpu_actor(self) -> InterrogatorConfig:
+        """The config for an actor given one GPU (which it sees as device 0)."""
+        return dataclasses.replace(
+            self,
+            tagger=self.tagger.on_gpu_actor() if self.tagger else None,
+            captioner=dataclasses.replace(self.captioner, device_id=0) if self.captioner else None,
+            clip_filter=(
+                dataclasses.replace(self.clip_filter, device_id=0) if self.clip_filter else None
+            ),
+        )
+
+    def build(self) -> Interrogator:
+        """A new (not yet loaded) interrogator."""
+        from tagger.interrogate import Interrogator
+
+        return Interrogator(
+            self.tagger.build() if self.tagger else None,
+            self.captioner.build() if self.captioner else None,
+            parse(CaptionOptions, self.caption_options),
+            self.clip_filter.build() if self.clip_filter else None,
+        )
+
+    def probe(self) -> tuple[int, int | None]:
+        """Load every model on the CPU once, so that a model that cannot load stops the run
+        with its own error before any actor starts: (tagger input side or 0, fixed batch)."""
+        if self.captioner is not None:
+            self.captioner.build(device="cpu").load().unload()
+        if self.clip_filter is not None:
+            self.clip_filter.build(device="cpu").load().unload()
+        return self.tagger.probe() if self.tagger is not None else (0, None)
+
+
+RunConfig = ModelConfig | InterrogatorConfig
+
+
+def _probe_model(config: RunConfig) -> tuple[int, int | None]:
+    """Run on a worker: the config's ``probe()``."""
+    return config.probe()
+
+
+def encode_result(result: TagResult | ImageResult) -> str:
+    """A model's result as JSON text (floats round-trip exactly, dict order is kept)."""
+    from tagger.batch import as_image_result
+
+    image = as_image_result(result)
+    tags = image.tags
+    encoded = [tags.rating, tags.character, tags.general, tags.index] if tags else None
+    return json.dumps({"tags": encoded, "caption": image.caption, "clip": image.clip})
+
+
+def decode_result(text: str) -> ImageResult:
+    """The ``ImageResult`` that ``encode_result`` wrote.
 
     >>> r = TagResult({"general": 0.5}, {}, {"smile": 0.25}, {"general": 0, "smile": 5})
-    >>> decode_result(encode_result(r)) == r
+    >>> decode_result(encode_result(r)).tags == r
     True
     """
-    rating, character, general, index = json.loads(text)
-    return TagResult(rating, character, general, index)
+    from tagger.batch import ImageResult
+
+    data = json.loads(text)
+    tags = TagResult(*data["tags"]) if data["tags"] is not None else None
+    return ImageResult(tags, data["caption"], data["clip"])
 
 
 class TaggerActor:
     """One loaded model in a Ray actor: ``map_batches`` calls it with batches of decoded images.
 
-    A batch holds ``id``, ``image`` (preprocessed arrays) and ``error`` (empty, or why the image
-    could not be read). It returns ``id``, ``error`` and ``result`` (``encode_result`` text) and
-    the providers the model runs on. A batch the model rejects is retried one image at a time; an
-    image it still rejects gets an error, as in the local engine.
+    A batch holds ``id``, ``image`` (the tagger's preprocessed arrays), ``pixels`` (decoded RGB,
+    when a captioner or CLIP preprocesses it) and ``error`` (empty, or why the image could not be
+    read). It returns ``id``, ``error`` and ``result`` (``encode_result`` text) and the providers
+    the model runs on. A batch the model rejects is retried one image at a time; an image it
+    still rejects gets an error, as in the local engine.
     """
 
-    def __init__(self, config: ModelConfig, tag_options: dict[str, Any], batch_size: int) -> None:
-        self.model = config.build().load()
+    def __init__(self, config: RunConfig, tag_options: dict[str, Any], batch_size: int) -> None:
+        self.model: WD14Tagger | Interrogator = config.build().load()
         self.options = TagOptions(**tag_options)
         self.batch_size = batch_size
         self.providers = ",".join(self.model.active_providers)
 
-    def _forward(self, images: np.ndarray) -> list[np.ndarray | str]:
-        """Scores per image, or the model's error for an image it fails on."""
-        out: list[np.ndarray | str] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
+    def _inputs(self, batch: dict[str, np.ndarray], rows: list[int]) -> list[Any]:
+        """The model's input for each row (a failure: the reason, as text)."""
+        return list(batch["image"][rows])
+
+    def _collate(self, inputs: list[Any]) -> Any:
+        """Stack inputs into one batch."""
+        import numpy as np
+
+        return np.stack(inputs)
+
+    def _forward(self, inputs: list[Any]) -> list[Any]:
+        """Raw outputs per input, or the model's error (text) for an image it fails on."""
+        out: list[Any] = []
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
             try:
-                out.extend(self.model.forward(chunk))
+                out.extend(self.model.forward(self._collate(chunk)))
             except Exception as exc:
                 if len(chunk) == 1:
                     out.append(f"the model failed on it: {type(exc).__name__}: {exc}")
@@ -178,24 +363,64 @@ class TaggerActor:
         return out
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Tag the readable images of a batch; pass the failures through."""
+        """Run the model on the readable images of a batch; pass the failures through."""
         import numpy as np
 
         errors = [str(e) for e in batch["error"]]
         results = [""] * len(errors)
         ok = [i for i, error in enumerate(errors) if not error]
-        if ok:
-            for i, scores in zip(ok, self._forward(batch["image"][ok]), strict=True):
-                if isinstance(scores, str):
-                    errors[i] = scores
+        inputs = self._inputs(batch, ok) if ok else []
+        for i, item in zip(ok, inputs, strict=True):
+            if isinstance(item, str):
+                errors[i] = item
+        ready = [(i, item) for i, item in zip(ok, inputs, strict=True) if not isinstance(item, str)]
+        if ready:
+            outputs = self._forward([item for _, item in ready])
+            for (i, _), raw in zip(ready, outputs, strict=True):
+                if isinstance(raw, str):
+                    errors[i] = raw
                 else:
-                    results[i] = encode_result(self.model.postprocess(scores, self.options))
+                    results[i] = encode_result(self.model.postprocess(raw, self.options))
         return {
             "id": batch["id"],
             "error": np.array(errors, dtype=object),
             "result": np.array(results, dtype=object),
             "providers": np.array([self.providers] * len(errors), dtype=object),
         }
+
+
+class InterrogatorActor(TaggerActor):
+    """``TaggerActor`` for an ``Interrogator``: the captioner's and CLIP's preprocessing of the
+    decoded pixels runs here, where their processors are loaded."""
+
+    model: Interrogator
+
+    def _inputs(self, batch: dict[str, np.ndarray], rows: list[int]) -> list[Any]:
+        """Each part's input for each row, as ``Interrogator.preprocess`` makes them."""
+        from PIL import Image
+
+        model = self.model
+        inputs: list[Any] = []
+        for i in rows:
+            item: dict[str, Any] = {}
+            try:
+                if model.tagger is not None:
+                    item["tags"] = batch["image"][i]
+                if model.captioner is not None or model.clip_filter is not None:
+                    image = Image.fromarray(batch["pixels"][i])
+                    if model.captioner is not None:
+                        item["caption"] = model.captioner.preprocess(image)
+                    if model.clip_filter is not None:
+                        item["clip"] = model.clip_filter.preprocess(image)
+            except Exception as exc:
+                inputs.append(f"{type(exc).__name__}: {exc}")
+                continue
+            inputs.append(item)
+        return inputs
+
+    def _collate(self, inputs: list[Any]) -> Any:
+        """Each part's inputs stacked."""
+        return self.model.collate(inputs)
 
 
 # -- reading images ------------------------------------------------------------------------------
@@ -228,8 +453,15 @@ def fs_path(uri: str) -> tuple[str, str]:
     return f"{scheme}://", rest
 
 
-def decode_row(row: dict[str, Any], *, size: int, max_pixels: int) -> dict[str, Any]:
-    """Load and preprocess one image (a Ray map task); a failure becomes the row's ``error``."""
+def decode_row(
+    row: dict[str, Any], *, size: int, max_pixels: int, pixels: bool = False
+) -> dict[str, Any]:
+    """Load and preprocess one image (a Ray map task); a failure becomes the row's ``error``.
+
+    ``image`` is the tagger's input (``size`` 0: no tagger, an empty placeholder); with
+    ``pixels`` the row also carries the decoded RGB image (``uint8``, height x width x 3) for
+    the parts that preprocess it in the actor.
+    """
     import numpy as np
 
     from tagger.image import load_image
@@ -237,19 +469,26 @@ def decode_row(row: dict[str, Any], *, size: int, max_pixels: int) -> dict[str, 
 
     path = str(row["path"])
     error = ""
-    array = None
+    array = rgb = None
     try:
         source: str | bytes = _read_bytes(path) if is_uri(path) else path
-        array = prepare_image(load_image(source, max_pixels=max_pixels), size)
+        image = load_image(source, max_pixels=max_pixels)
+        if size:
+            array = prepare_image(image, size)
+        if pixels:
+            rgb = np.asarray(image)
     except ImageLoadError as exc:
         error = exc.reason
     except OSError as exc:  # reading from an object store
         error = f"cannot read: {exc.strerror or exc}"
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-    if array is None:
-        array = np.zeros((size, size, 3), dtype=np.float32)
-    return {"id": row["id"], "image": array, "error": error}
+    if error or array is None:
+        array = np.zeros((size or 1, size or 1, 3), dtype=np.float32)
+    out = {"id": row["id"], "image": array, "error": error}
+    if pixels:
+        out["pixels"] = np.zeros((1, 1, 3), dtype=np.uint8) if error or rgb is None else rgb
+    return out
 
 
 # -- listing object stores -------------------------------------------------------------------------
@@ -327,23 +566,25 @@ class ParquetSink:
     completes on close. Either way a reader never sees half a file.
     """
 
-    COLUMNS = ("file_name", "text", "rating", "character", "general")
-
-    def __init__(self, target: str, rows_per_group: int = 10_000) -> None:
+    def __init__(
+        self, target: str, outputs: Sequence[str] = ("tags",), rows_per_group: int = 10_000
+    ) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.target = target
         self.rows_per_group = rows_per_group
-        self.schema = pa.schema(
-            [
-                ("file_name", pa.string()),
-                ("text", pa.string()),
+        fields = [("file_name", pa.string()), ("text", pa.string())]
+        if "tags" in outputs:
+            fields += [
                 ("rating", pa.string()),
                 ("character", pa.list_(pa.string())),
                 ("general", pa.list_(pa.string())),
             ]
-        )
+        if "caption" in outputs:
+            fields.append(("caption", pa.string()))
+        self.schema = pa.schema(fields)
+        self.columns = tuple(name for name, _ in fields)
         self._rows: list[dict[str, Any]] = []
         self.count = 0
         if is_uri(target):
@@ -363,7 +604,7 @@ class ParquetSink:
 
     def add(self, record: dict[str, Any]) -> None:
         """Buffer one record (written with the next full row group)."""
-        self._rows.append({name: record.get(name) for name in self.COLUMNS})
+        self._rows.append({name: record.get(name) for name in self.columns})
         self.count += 1
         if len(self._rows) >= self.rows_per_group:
             self._flush()
@@ -392,9 +633,10 @@ class ParquetSink:
 class RayBatchRun(BatchRun):
     """``BatchRun`` on Ray Data: same inputs, options, outputs, summary and callbacks.
 
-    ``model`` is a ``ModelConfig`` (each actor builds its own model from it). ``address`` is passed
-    to ``ray.init`` when Ray is not initialised yet (``None``: a local cluster on this machine,
-    ``"auto"``: the cluster this machine belongs to, ``"ray://host:10001"``: Ray Client).
+    ``model`` is a ``ModelConfig`` or an ``InterrogatorConfig`` (each actor builds its own
+    model from it; ``output_options`` places a caption written beside the tags). ``address`` is
+    passed to ``ray.init`` when Ray is not initialised yet (``None``: a local cluster on this
+    machine, ``"auto"``: the cluster this machine belongs to, ``"ray://host:10001"``: Ray Client).
     ``actors`` is the model pool's size (default: one per GPU, else half the CPUs). ``parquet``
     (a path or URI) also writes every tagged image's manifest record to one Parquet file.
     """
@@ -402,10 +644,11 @@ class RayBatchRun(BatchRun):
     def __init__(
         self,
         inputs: Sequence[str | os.PathLike[str]],
-        model: ModelConfig,
+        model: RunConfig,
         tag_options: TagOptions | None = None,
         batch_options: BatchOptions | None = None,
         *,
+        output_options: OutputOptions | None = None,
         address: str | None = None,
         actors: int = 0,
         parquet: str | None = None,
@@ -423,6 +666,7 @@ class RayBatchRun(BatchRun):
             on_failure=on_failure,
             cancel=cancel,
             total=total,
+            output_options=output_options,
         )
         if importlib.util.find_spec("ray") is None:
             _require_ray()
@@ -438,24 +682,15 @@ class RayBatchRun(BatchRun):
                 "files; add --jsonl FILE for one manifest of every result"
             )
 
-    def write(self, item: ImageItem, targets: Any, result: TagResult) -> None:
+    def write(
+        self, item: ImageItem, targets: Any, result: TagResult | ImageResult
+    ) -> dict[str, Any]:
         """``BatchRun.write``, plus the image's record in the Parquet file when there is one."""
-        super().write(item, targets, result)
-        if self.parquet is None:
-            return
-        from tagger.tags import top_rating
-
-        text = targets.caption.read_text(encoding="utf-8").rstrip("\n")
-        name = self.uris.get(item.path) or Path(os.path.abspath(item.path)).as_posix()
-        self.parquet.add(
-            {
-                "file_name": name,
-                "text": text,
-                "rating": top_rating(result.rating),
-                "character": list(result.character),
-                "general": list(result.general),
-            }
-        )
+        record = super().write(item, targets, result)
+        if self.parquet is not None:
+            name = self.uris.get(item.path) or Path(os.path.abspath(item.path)).as_posix()
+            self.parquet.add({"file_name": name, **record})
+        return record
 
     # -- listing --------------------------------------------------------------------------------
     def _items(self) -> Iterator[ImageItem]:
@@ -543,7 +778,11 @@ class RayBatchRun(BatchRun):
         # default); an unreadable image is a row with an error, so no user error is retried.
         dataset = dataset.map(
             decode_row,
-            fn_kwargs={"size": size, "max_pixels": self.options.max_pixels},
+            fn_kwargs={
+                "size": size,
+                "max_pixels": self.options.max_pixels,
+                "pixels": self.config.needs_pixels,
+            },
             num_cpus=1,
         )
         with warnings.catch_warnings():
@@ -557,11 +796,12 @@ class RayBatchRun(BatchRun):
         from ray.data import ActorPoolStrategy
 
         rows_per_call = batch_size * max(1, ROWS_PER_CALL // batch_size)
+        actor = InterrogatorActor if isinstance(self.config, InterrogatorConfig) else TaggerActor
         return dataset.map_batches(
-            TaggerActor,
+            actor,
             fn_constructor_kwargs={
                 # Ray gives each GPU actor one GPU, which it sees as device 0.
-                "config": dataclasses.replace(self.config, device_id=0) if gpus else self.config,
+                "config": self.config.on_gpu_actor() if gpus else self.config,
                 "tag_options": dump(self.tag_options),
                 "batch_size": batch_size,
             },
@@ -587,7 +827,7 @@ class RayBatchRun(BatchRun):
             if todo and not self.cancel.is_set():  # Ray starts only when there is work
                 ray, started = self._connect()
                 if self.parquet_target:
-                    self.parquet = ParquetSink(self.parquet_target)
+                    self.parquet = ParquetSink(self.parquet_target, self.config.outputs)
                 self._consume(self._dataset(ray, todo), todo)
             if self.cancel.is_set():
                 self.summary.cancelled = True
@@ -654,7 +894,7 @@ def _get(ray: Any, ref: Any) -> Any:
 
 def run_batch_ray(
     inputs: Sequence[str | os.PathLike[str]],
-    model: ModelConfig,
+    model: RunConfig,
     tag_options: TagOptions | None = None,
     batch_options: BatchOptions | None = None,
     **kwargs: Any,

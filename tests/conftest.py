@@ -44,6 +44,20 @@ def _fresh_model_cache():
     unload_all()
 
 
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray for a test module: 2 CPUs, 100 MB of object store, no dashboard."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=100 * 1024 * 1024,
+        log_to_driver=False,
+    )
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny open_clip folder (open_clip_config.json + open_clip_model.safetensors)."""

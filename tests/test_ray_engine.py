@@ -17,7 +17,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from tiny import make_image  # noqa: E402
+from trees import dataset, tree, twins  # noqa: E402
 
 from tagger.batch import find_images, run_batch  # noqa: E402
 from tagger.cli import main  # noqa: E402
@@ -33,50 +33,7 @@ from tagger.registry import local_spec  # noqa: E402
 from tagger.wd14 import WD14Tagger  # noqa: E402
 
 ACTOR_TITLE = b"TaggerActor"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _ray_cluster():
-    """A local Ray for the module: 2 CPUs, 100 MB of object store, no dashboard."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=100 * 1024 * 1024,
-        log_to_driver=False,
-    )
-    yield
-    ray.shutdown()
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    """Every file under root (hidden ones included) -> its bytes."""
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def _dataset(root: Path, count: int, side: int = 0) -> Path:
-    """Nested folders of images, a broken file and a same-stem pair (a.png, a.jpg)."""
-    for i in range(count):
-        sub = root / ("a/b" if i % 3 == 0 else "a" if i % 3 == 1 else "c")
-        size = (side, side + i) if side else (20 + i, 30 + i % 7)
-        make_image(sub / f"img{i:03d}.png", size, seed=i)
-    (root / "a" / "broken.png").write_bytes(b"not an image at all")
-    make_image(root / "c" / "same.png", (40, 40), seed=100)
-    make_image(root / "c" / "same.jpg", (40, 40), seed=101)
-    (root / ".hidden").mkdir()
-    make_image(root / ".hidden" / "skipped.png", (40, 40), seed=102)
-    return root
-
-
-def _twins(tmp_path: Path, count: int, side: int = 0) -> tuple[Path, Path]:
-    """Two identical image trees: one for the local engine, one for Ray."""
-    local = _dataset(tmp_path / "local", count, side)
-    remote = tmp_path / "ray"
-    shutil.copytree(local, remote)
-    return local, remote
+pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def _options(root: Path, **extra) -> BatchOptions:
@@ -93,7 +50,7 @@ def test_same_files_summary_and_failures_as_local(
     tmp_path: Path, model_dir: Path, fixed_model_dir: Path, fixed: bool
 ) -> None:
     folder = fixed_model_dir if fixed else model_dir
-    local, remote = _twins(tmp_path, 36)
+    local, remote = twins(tmp_path, 36)
     tags = TagOptions(character_tags_first=True, rating_tag="first")
     model = WD14Tagger(local_spec(folder), providers="cpu").load()
     extra = {"batch_size": 4} if not fixed else {}
@@ -101,7 +58,7 @@ def test_same_files_summary_and_failures_as_local(
     got = run_batch_ray(
         [remote], ModelConfig(local_spec(folder), providers="cpu"), tags, _options(remote, **extra)
     )
-    assert _tree(remote) == _tree(local)
+    assert tree(remote) == tree(local)
     assert (got.found, got.written, got.skipped, got.failed_count, got.tagged) == (
         expected.found,
         expected.written,
@@ -119,7 +76,7 @@ def test_same_files_summary_and_failures_as_local(
 
 
 def test_interrupted_then_resumed_equals_one_run(tmp_path: Path, model_dir: Path) -> None:
-    local, remote = _twins(tmp_path, 30)
+    local, remote = twins(tmp_path, 30)
     model = WD14Tagger(local_spec(model_dir), providers="cpu").load()
     run_batch([local], model, batch_options=_options(local))
     config = ModelConfig(local_spec(model_dir), providers="cpu")
@@ -139,16 +96,16 @@ def test_interrupted_then_resumed_equals_one_run(tmp_path: Path, model_dir: Path
             break
         time.sleep(0.1)
     assert not _session_worker_pids()
-    assert not any(".tagger-tmp" in name for name in _tree(remote))
+    assert not any(".tagger-tmp" in name for name in tree(remote))
     lines = (remote / "meta.jsonl").read_text().splitlines()
     assert len(lines) == first.written
     second = run_batch_ray([remote], config, batch_options=_options(remote))
     done = first.written
     assert (second.skipped, second.written, second.tagged) == (done, 31 - done, 31 - done)
-    assert _tree(remote) == _tree(local)
+    assert tree(remote) == tree(local)
     third = run_batch_ray([remote], config, batch_options=_options(remote))
     assert (third.skipped, third.written, third.failed_count) == (31, 0, 2)
-    assert _tree(remote) == _tree(local)
+    assert tree(remote) == tree(local)
 
 
 def _session_worker_pids() -> set[int]:
@@ -174,7 +131,7 @@ def _session_worker_pids() -> set[int]:
 def test_killed_actor_is_replaced_and_files_are_the_same(tmp_path: Path, model_dir: Path) -> None:
     # Large images make decoding the slow step, so the model actor is still being fed when the
     # driver has written the first results and the actor is killed.
-    local, remote = _twins(tmp_path, 90, side=700)
+    local, remote = twins(tmp_path, 90, side=700)
     model = WD14Tagger(local_spec(model_dir), providers="cpu").load()
     expected = run_batch([local], model, batch_options=_options(local))
     killed: list[tuple[int, int]] = []
@@ -202,11 +159,11 @@ def test_killed_actor_is_replaced_and_files_are_the_same(tmp_path: Path, model_d
     assert all(written < expected.written for _, written in killed)  # really mid-way
     assert replacements  # a new actor process took over while results were still coming
     assert (got.written, got.failed_count, got.tagged) == (expected.written, 2, expected.tagged)
-    assert _tree(remote) == _tree(local)  # no duplicate manifest lines, no temp files
+    assert tree(remote) == tree(local)  # no duplicate manifest lines, no temp files
 
 
 def test_file_uri_inputs_match_local_paths(tmp_path: Path, model_dir: Path) -> None:
-    images = _dataset(tmp_path / "images", 12)
+    images = dataset(tmp_path / "images", 12)
     listed = [(i.path, i.root, i.conflict) for i in find_images([images], recursive=True)]
     by_uri = [(i.path, i.root, i.conflict) for i in find_uri_images(images.as_uri(), True)]
     assert by_uri == listed
@@ -224,9 +181,9 @@ def test_file_uri_inputs_match_local_paths(tmp_path: Path, model_dir: Path) -> N
             output_dir=str(out_uri), jsonl=str(out_uri / "meta.jsonl"), **options
         ),
     )
-    files = _tree(out_uri)
+    files = tree(out_uri)
     manifest = files.pop("meta.jsonl").decode().splitlines()
-    assert files == _tree(out_local)
+    assert files == tree(out_local)
     assert (got.written, got.failed_count) == (13, 2)
     assert [line.split('"')[3] for line in manifest[:2]] == [
         (images / "a" / "img001.png").as_uri(),
@@ -239,7 +196,7 @@ def test_parquet_output_holds_the_manifest_records(tmp_path: Path, model_dir: Pa
 
     import pyarrow.parquet as pq
 
-    images = _dataset(tmp_path / "images", 6)
+    images = dataset(tmp_path / "images", 6)
     out = tmp_path / "out"
     table_uri = (tmp_path / "tables" / "tags.parquet").as_uri()
     got = RayBatchRun(
@@ -263,7 +220,7 @@ def test_model_that_fails_to_load_stops_the_run_with_exit_2(
     broken = tmp_path / "broken-model"
     shutil.copytree(model_dir, broken)
     (broken / "model.onnx").write_bytes(b"not an onnx file")
-    images = _dataset(tmp_path / "images", 3)
+    images = dataset(tmp_path / "images", 3)
     args = ["tag", str(images), "--model", str(broken), "--recursive", "--engine", "ray"]
     assert main(args) == 2
     assert "tagger: error:" in capsys.readouterr().err
@@ -278,13 +235,13 @@ def test_uri_inputs_need_an_output_dir(model_dir: Path) -> None:
 def test_cli_engine_ray_same_files_and_exit_status(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    local, remote = _twins(tmp_path, 9)
+    local, remote = twins(tmp_path, 9)
     common = ["--model", str(model_dir), "--recursive", "--json", "--no-progress"]
     assert main(["tag", str(local), *common]) == 1
     local_err = capsys.readouterr().err
     assert main(["tag", str(remote), *common, "--engine", "ray"]) == 1
     ray_err = capsys.readouterr().err
-    assert _tree(remote) == _tree(local)
+    assert tree(remote) == tree(local)
     for err in (local_err, ray_err):
         assert "12 found, 10 written, 0 skipped, 2 failed" in err
         assert "broken.png: not an image" in err

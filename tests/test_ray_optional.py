@@ -35,3 +35,13 @@ def test_parquet_needs_engine_ray(
     assert main(args) == 2
     assert "--parquet needs --engine ray" in capsys.readouterr().err
     assert not (tmp_path / "a.txt").exists()
+
+
+def test_caption_parquet_needs_engine_ray(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_image(tmp_path / "a.png", (20, 20), seed=0)
+    args = ["caption", str(tmp_path), "--model", "blip-base", "--parquet", str(tmp_path / "t.pq")]
+    assert main(args) == 2
+    assert "--parquet needs --engine ray" in capsys.readouterr().err
+    assert not list(tmp_path.glob("a.*[!g]"))
