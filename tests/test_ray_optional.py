@@ -45,3 +45,23 @@ def test_caption_parquet_needs_engine_ray(
     assert main(args) == 2
     assert "--parquet needs --engine ray" in capsys.readouterr().err
     assert not list(tmp_path.glob("a.*[!g]"))
+
+
+def test_ray_engine_doctests_and_result_round_trip() -> None:
+    import doctest
+
+    from tagger.batch import ImageResult
+    from tagger.ray_engine import decode_result, encode_result
+    from tagger.tags import TagResult
+
+    result = doctest.testmod(tagger.ray_engine)
+    assert result.attempted >= 5
+    assert result.failed == 0
+    tags = TagResult({"general": 0.1 + 0.2}, {"x (y)": 1 / 3}, {"smile": 0.25}, {"smile": 5})
+    for value in (
+        ImageResult(tags, "a cat, on a mat", {"smile": 0.2123456789}),
+        ImageResult(None, 'ünïcode "quoted"', None),
+        ImageResult(tags, None, None),
+    ):
+        assert decode_result(encode_result(value)) == value
+    assert decode_result(encode_result(tags)) == ImageResult(tags)
