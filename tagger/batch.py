@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -39,6 +39,8 @@ log = logging.getLogger("tagger")
 GLOB_CHARS = frozenset("*?[")
 MAX_FAILURES_KEPT = 10_000
 DECODE_NICENESS = 5
+#: Seconds the engine waits for a decode thread before decoding in the main thread.
+DECODE_STALL_SECONDS = 2.0
 
 
 class BatchModel(Protocol):
@@ -299,8 +301,7 @@ def default_batch_size(model: BatchModel) -> int:
     """Batch size for the device: the model's fixed size, 1 on the CPU, 32 on a GPU."""
     if model.fixed_batch:
         return model.fixed_batch
-    on_gpu = any(p not in {"CPUExecutionProvider", "torch-cpu"} for p in model.active_providers)
-    return 32 if on_gpu else 1
+    return 1 if on_cpu(model) else 32
 
 
 def default_workers() -> int:
@@ -308,23 +309,35 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-def _lower_thread_priority() -> None:
-    """Run this decode thread at a lower CPU priority than the model (Linux: per-thread nice).
+def _lower_thread_priority(idle: bool = False) -> None:
+    """Run this decode thread at a lower CPU priority than the model (Linux only).
 
-    Decoding then uses the cycles inference leaves idle instead of slowing its threads down;
-    when the model waits for an image, the decode thread gets the CPU as before.
+    ``idle``: the ``SCHED_IDLE`` policy, for a model on the CPU: decoding then runs only on
+    cycles nothing else wants (between inference runs, while onnxruntime's threads wait), never
+    by preempting an inference thread. Otherwise a per-thread nice of ``DECODE_NICENESS``: a
+    model on a GPU waits for its images, so decoding must keep a fair share. Either way, when
+    the model waits for an image the decode thread gets the CPU.
     """
-    if sys.platform.startswith("linux"):
-        try:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        if idle:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: this thread
+        else:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
-        except OSError:  # not permitted: decode at normal priority
-            pass
+    except (OSError, AttributeError):  # not permitted: decode at normal priority
+        pass
 
 
-def _decode(item: ImageItem, model: BatchModel, max_pixels: int) -> np.ndarray:
-    """Load and preprocess one image (runs in a worker thread)."""
-    image = load_image(item.path, max_pixels=max_pixels)
+def _decode(item: ImageItem, model: BatchModel, max_pixels: int, draft: int = 0) -> np.ndarray:
+    """Load and preprocess one image (runs in a worker thread, or inline after a stall)."""
+    image = load_image(item.path, max_pixels=max_pixels, draft=draft)
     return model.preprocess(image)
+
+
+def on_cpu(model: BatchModel) -> bool:
+    """True when every part of the model runs on the CPU."""
+    return all(p in {"CPUExecutionProvider", "torch-cpu"} for p in model.active_providers)
 
 
 class BatchRun:
@@ -370,6 +383,8 @@ class BatchRun:
                 )
         self.summary = Summary()
         self.manifest: Manifest | None = None
+        self.draft = 0  # JPEG draft side (fast_decode), set when the run starts
+        self._inline = False  # decode in the main thread (the decode threads stalled)
 
     # -- planning ----------------------------------------------------------------------------
     def targets(self, item: ImageItem) -> Targets:
@@ -500,7 +515,30 @@ class BatchRun:
             if self.is_done(item, targets):
                 yield item, targets, None
                 continue
-            yield item, targets, pool.submit(_decode, item, self.model, self.options.max_pixels)
+            yield item, targets, pool.submit(*self._decode_call(item))
+
+    def _decode_call(self, item: ImageItem) -> tuple[Any, ...]:
+        """``_decode`` and its arguments for one image."""
+        return (_decode, item, self.model, self.options.max_pixels, self.draft)
+
+    def _decoded(self, item: ImageItem, future: Future[Any]) -> Any:
+        """The decode thread's result; after ``DECODE_STALL_SECONDS`` of waiting for an image
+        the thread has not finished (other programs leave the idle-priority decode threads no
+        CPU), this and every later unfinished image is decoded here instead."""
+        if not self._inline:
+            wait([future], timeout=DECODE_STALL_SECONDS)
+            if not future.done():
+                log.info(
+                    "a decode thread did not finish an image within %g s (other programs may be "
+                    "using every core): decoding in the main thread from now on",
+                    DECODE_STALL_SECONDS,
+                )
+                self._inline = True
+        if self._inline and not future.done():
+            future.cancel()  # when already running, its result is simply not used
+            call, *args = self._decode_call(item)
+            return call(*args)
+        return future.result()
 
     def run(self) -> Summary:
         """Tag every input image and return the summary."""
@@ -515,12 +553,18 @@ class BatchRun:
         self.summary.providers = list(self.model.active_providers)
         workers = self.options.workers or default_workers()
         ahead = batch_size * 2 + workers
+        cpu = on_cpu(self.model)
+        size = getattr(self.model, "input_size", 0) if self.options.fast_decode else 0
+        self.draft = size if isinstance(size, int) else 0
         if self.options.jsonl:
             self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []
         try:
             with ThreadPoolExecutor(
-                workers, thread_name_prefix="tagger-decode", initializer=_lower_thread_priority
+                workers,
+                thread_name_prefix="tagger-decode",
+                initializer=_lower_thread_priority,
+                initargs=(cpu,),
             ) as pool:
                 pending = self._pending(pool)
                 window: deque[tuple[ImageItem, Targets, Future[Any] | None]] = deque()
@@ -542,7 +586,7 @@ class BatchRun:
                             self._report(item.path)
                         continue
                     try:
-                        batch.append((item, targets, future.result()))
+                        batch.append((item, targets, self._decoded(item, future)))
                     except ImageLoadError as exc:
                         self._fail(item.path, exc.reason)
                         continue

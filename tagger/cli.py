@@ -223,6 +223,7 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=_non_negative, help=d("batch_size"))
     g.add_argument("--workers", type=_non_negative, help=d("workers"))
     g.add_argument("--max-pixels", type=_non_negative, help=d("max_pixels"))
+    g.add_argument("--fast-decode", action="store_true", default=None, help=d("fast_decode"))
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

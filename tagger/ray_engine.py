@@ -454,13 +454,13 @@ def fs_path(uri: str) -> tuple[str, str]:
 
 
 def decode_row(
-    row: dict[str, Any], *, size: int, max_pixels: int, pixels: bool = False
+    row: dict[str, Any], *, size: int, max_pixels: int, pixels: bool = False, draft: int = 0
 ) -> dict[str, Any]:
     """Load and preprocess one image (a Ray map task); a failure becomes the row's ``error``.
 
     ``image`` is the tagger's input (``size`` 0: no tagger, an empty placeholder); with
     ``pixels`` the row also carries the decoded RGB image (``uint8``, height x width x 3) for
-    the parts that preprocess it in the actor.
+    the parts that preprocess it in the actor. ``draft``: ``load_image``'s reduced JPEG decode.
     """
     import numpy as np
 
@@ -472,7 +472,7 @@ def decode_row(
     array = rgb = None
     try:
         source: str | bytes = _read_bytes(path) if is_uri(path) else path
-        image = load_image(source, max_pixels=max_pixels)
+        image = load_image(source, max_pixels=max_pixels, draft=draft)
         if size:
             array = prepare_image(image, size)
         if pixels:
@@ -782,6 +782,10 @@ class RayBatchRun(BatchRun):
                 "size": size,
                 "max_pixels": self.options.max_pixels,
                 "pixels": self.config.needs_pixels,
+                # --fast-decode: as in the local engine, for the tagger alone
+                "draft": size
+                if self.options.fast_decode and self.config.outputs == ("tags",)
+                else 0,
             },
             num_cpus=1,
         )

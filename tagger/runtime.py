@@ -139,10 +139,19 @@ def resolve_providers(
 
 
 def session_options(ort: ModuleType, *, threads: int = 0) -> onnxruntime.SessionOptions:
-    """Session options: full graph optimisation; ``threads`` > 0 caps intra-op threads."""
+    """Session options: full graph optimisation, thread pools that sleep instead of spinning;
+    ``threads`` > 0 caps intra-op threads.
+
+    A spinning pool keeps every core busy between operators, so the threads decoding the next
+    images (and the rest of the host, e.g. the webui) only get the CPU by preempting it.
+    Sleeping threads leave those cycles free: measured in ``benchmarks/``, end-to-end batch
+    runs are as fast or faster (up to 6 % at 4096 px) without spinning.
+    """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads > 0:
         opts.intra_op_num_threads = threads
     return opts

@@ -369,3 +369,112 @@ def test_symlinked_folder_is_followed_once(tmp_path: Path, tagger: WD14Tagger) -
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
     summary = run_batch([tmp_path], tagger, batch_options=BatchOptions(recursive=True))
     assert summary.found == 1
+
+
+class _Probe(_Counting):
+    """Records the scheduling of the threads that preprocess; can hold the decode threads."""
+
+    def __init__(self, inner: WD14Tagger, providers: list[str] | None = None) -> None:
+        super().__init__(inner)
+        self.providers = providers
+        self.seen: list[tuple[str, int, int]] = []  # (thread name, policy, nice)
+        self.hold = threading.Event()  # set: decode threads may go on
+
+    active_providers = property(lambda self: self.providers or self.inner.active_providers)
+
+    def preprocess(self, image):
+        tid = threading.get_native_id()
+        name = threading.current_thread().name
+        with self._lock:
+            self.seen.append((name, os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, tid)))
+        if name.startswith("tagger-decode"):
+            self.hold.wait()
+        return super().preprocess(image)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+@pytest.mark.parametrize("gpu", [False, True], ids=["cpu-model", "gpu-model"])
+def test_decode_threads_yield_the_cpu_to_the_model(
+    tmp_path: Path, tagger: WD14Tagger, gpu: bool
+) -> None:
+    from tagger.batch import DECODE_NICENESS
+
+    _images(tmp_path, 4, nested=False)
+    probe = _Probe(tagger, ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else None)
+    probe.hold.set()
+    main_policy = os.sched_getscheduler(0)
+    summary = run_batch([tmp_path], probe, batch_options=BatchOptions(batch_size=1, workers=1))
+    assert summary.written == 4
+    assert {name.startswith("tagger-decode") for name, _, _ in probe.seen} == {True}
+    if gpu:  # a GPU model waits for its images: decoding keeps a fair (niced) share
+        assert {(policy, nice) for _, policy, nice in probe.seen} == {
+            (os.SCHED_OTHER, DECODE_NICENESS)
+        }
+    else:  # a CPU model: decoding only on cycles inference leaves idle
+        assert {policy for _, policy, _ in probe.seen} == {os.SCHED_IDLE}
+    assert os.sched_getscheduler(0) == main_policy  # the caller's thread is untouched
+
+
+def test_stalled_decode_threads_fall_back_to_the_main_thread(
+    tmp_path: Path, tagger: WD14Tagger, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    import logging
+
+    import tagger.batch as batch_module
+
+    _images(tmp_path / "ref", 5, nested=False)
+    _images(tmp_path / "run", 5, nested=False)
+    run_batch([tmp_path / "ref"], tagger, batch_options=BatchOptions(write_json=True))
+    monkeypatch.setattr(batch_module, "DECODE_STALL_SECONDS", 0.05)
+    probe = _Probe(tagger)  # decode threads held until the last image is written
+
+    def release_at_the_end(progress) -> None:
+        if progress.written == 5:
+            probe.hold.set()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="tagger"):
+            summary = run_batch(
+                [tmp_path / "run"],
+                probe,
+                batch_options=BatchOptions(write_json=True, workers=1),
+                progress=release_at_the_end,
+            )
+    finally:
+        probe.hold.set()
+    assert (summary.written, summary.failed_count) == (5, 0)
+    assert _tree(tmp_path / "run") == _tree(tmp_path / "ref")
+    main_calls = [name for name, _, _ in probe.seen if not name.startswith("tagger-decode")]
+    assert len(main_calls) == 5  # every image decoded by the main thread after the stall
+    assert sum("decoding in the main thread" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_fast_decode_reads_large_jpegs_at_a_reduced_scale(
+    tmp_path: Path, tagger: WD14Tagger
+) -> None:
+    from PIL import Image
+
+    from tagger.image import load_image
+
+    rng = np.random.default_rng(0)
+    big = tmp_path / "in" / "big.jpg"
+    big.parent.mkdir()
+    Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(big, quality=90)
+    png = make_image(tmp_path / "in" / "small.png", (300, 200), seed=3)
+    side = tagger.input_size  # 32: 1/8 scale keeps both sides >= 32
+    assert load_image(big, draft=side).size == (50, 38)
+    assert load_image(big).size == (400, 300)
+    assert load_image(png, draft=side).size == (300, 200)  # only JPEGs have a draft mode
+    options = BatchOptions(write_json=True, output_dir=str(tmp_path / "fast"), fast_decode=True)
+    assert run_batch([tmp_path / "in"], tagger, batch_options=options).written == 2
+    full = BatchOptions(write_json=True, output_dir=str(tmp_path / "full"))
+    assert run_batch([tmp_path / "in"], tagger, batch_options=full).written == 2
+    fast_json = json.loads((tmp_path / "fast" / "big.json").read_text())
+    expected = tagger.postprocess(
+        tagger.forward(tagger.preprocess(load_image(big, draft=side))[None])[0], TagOptions()
+    )
+    assert fast_json["general"] == pytest.approx(expected.general, abs=1e-6)
+    assert (tmp_path / "fast" / "small.json").read_bytes() == (
+        tmp_path / "full" / "small.json"
+    ).read_bytes()
+    assert fast_json != json.loads((tmp_path / "full" / "big.json").read_text())

@@ -196,6 +196,14 @@ def test_create_session_on_the_cpu(model_dir: Path) -> None:
 def test_create_session_with_threads(model_dir: Path) -> None:
     session = create_session(str(model_dir / "model.onnx"), ["cpu"], threads=1)
     assert session.get_providers() == [CPU]
+    assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_session_thread_pools_sleep_instead_of_spinning(model_dir: Path) -> None:
+    options = create_session(model_dir / "model.onnx", "cpu").get_session_options()
+    for pool in ("intra_op", "inter_op"):
+        assert options.get_session_config_entry(f"session.{pool}.allow_spinning") == "0"
+    assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
 
 
 def test_create_session_auto_on_a_cpu_build(

@@ -36,7 +36,7 @@ THRESHOLD_KEYS = ("general_threshold", "character_threshold")
 MCUT_KEYS = ("mcut_general", "mcut_character")
 MAIN_TAG_KEYS = THRESHOLD_KEYS + MCUT_KEYS
 #: Batch options tucked into a closed accordion (tuning, rarely changed).
-ADVANCED_BATCH_KEYS = ("batch_size", "workers", "max_pixels")
+ADVANCED_BATCH_KEYS = ("batch_size", "workers", "max_pixels", "fast_decode")
 ROOT = Path(__file__).resolve().parents[2]
 #: How list and mapping fields are typed into a textbox.
 KIND_HINTS = {
