@@ -145,7 +145,8 @@ def session_options(ort: ModuleType, *, threads: int = 0) -> onnxruntime.Session
     A spinning pool keeps every core busy between operators, so the threads decoding the next
     images (and the rest of the host, e.g. the webui) only get the CPU by preempting it.
     Sleeping threads leave those cycles free: measured in ``benchmarks/``, end-to-end batch
-    runs are as fast or faster (up to 6 % at 4096 px) without spinning.
+    runs are as fast or faster (up to 6 % at 4096 px) without spinning, while a bare session run
+    one image at a time can be up to ~10 % slower (docs/benchmarks.md).
     """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
