@@ -554,8 +554,8 @@ class BatchRun:
         workers = self.options.workers or default_workers()
         ahead = batch_size * 2 + workers
         cpu = on_cpu(self.model)
-        size = getattr(self.model, "input_size", 0) if self.options.fast_decode else 0
-        self.draft = size if isinstance(size, int) else 0
+        # --fast-decode: a tagger alone (an Interrogator's captioner needs the full image)
+        self.draft = getattr(self.model, "input_size", 0) if self.options.fast_decode else 0
         if self.options.jsonl:
             self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []

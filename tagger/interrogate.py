@@ -27,6 +27,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("tagger")
 
 
+def check_parts(tagger: object, captioner: object, clip_filter: object) -> None:
+    """Refuse a combination that cannot run: no model at all, or a CLIP filter without a tagger
+    (it filters the tagger's tags). Parts are models or their configs; None means absent."""
+    if tagger is None and captioner is None:
+        raise OptionsError("nothing to run: give a tagger, a captioner or both")
+    if clip_filter is not None and tagger is None:
+        raise OptionsError("the CLIP filter filters a tagger's tags: give a tagger too")
+
+
+def part_outputs(tagger: object, captioner: object) -> tuple[str, ...]:
+    """What a run with these parts produces: ``tags``, ``caption`` or both.
+
+    >>> part_outputs("a tagger", None), part_outputs(None, "a captioner")
+    (('tags',), ('caption',))
+    """
+    return tuple(
+        name for name, part in (("tags", tagger), ("caption", captioner)) if part is not None
+    )
+
+
 class Interrogator:
     """Tagger + captioner + CLIP filter as one batch model."""
 
@@ -37,10 +57,7 @@ class Interrogator:
         caption_options: CaptionOptions | None = None,
         clip_filter: ClipFilter | None = None,
     ) -> None:
-        if tagger is None and captioner is None:
-            raise OptionsError("nothing to run: give a tagger, a captioner or both")
-        if clip_filter is not None and tagger is None:
-            raise OptionsError("the CLIP filter filters a tagger's tags: give a tagger too")
+        check_parts(tagger, captioner, clip_filter)
         self.tagger = tagger
         self.captioner = captioner
         self.caption_options = caption_options or CaptionOptions()
@@ -49,11 +66,7 @@ class Interrogator:
     @property
     def outputs(self) -> tuple[str, ...]:
         """What this model produces: ``tags``, ``caption`` or both."""
-        return tuple(
-            name
-            for name, part in (("tags", self.tagger), ("caption", self.captioner))
-            if part is not None
-        )
+        return part_outputs(self.tagger, self.captioner)
 
     @property
     def fixed_batch(self) -> int | None:

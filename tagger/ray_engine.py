@@ -50,6 +50,7 @@ from tagger.batch import (
 )
 from tagger.errors import ImageLoadError, MissingDependencyError, OptionsError, TaggerError
 from tagger.image import is_image_path
+from tagger.interrogate import check_parts, part_outputs
 from tagger.options import (
     BatchOptions,
     CaptionOptions,
@@ -230,19 +231,12 @@ class InterrogatorConfig:
     clip_filter: ClipFilterConfig | None = None
 
     def __post_init__(self) -> None:
-        if self.tagger is None and self.captioner is None:
-            raise OptionsError("nothing to run: give a tagger, a captioner or both")
-        if self.clip_filter is not None and self.tagger is None:
-            raise OptionsError("the CLIP filter filters a tagger's tags: give a tagger too")
+        check_parts(self.tagger, self.captioner, self.clip_filter)
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """``tags``, ``caption`` or both (the engine's output files follow it)."""
-        return tuple(
-            name
-            for name, part in (("tags", self.tagger), ("caption", self.captioner))
-            if part is not None
-        )
+        return part_outputs(self.tagger, self.captioner)
 
     @property
     def needs_pixels(self) -> bool:
