@@ -41,6 +41,11 @@ MAX_FAILURES_KEPT = 10_000
 DECODE_NICENESS = 5
 #: Seconds the engine waits for a decode thread before decoding in the main thread.
 DECODE_STALL_SECONDS = 2.0
+#: Logged when --fast-decode cannot apply: captioners and the CLIP filter see the full image.
+FAST_DECODE_IGNORED = (
+    "--fast-decode applies to tagger-only runs; a captioner or CLIP filter needs the full "
+    "image, so every image is decoded at full size"
+)
 
 
 class BatchModel(Protocol):
@@ -556,6 +561,8 @@ class BatchRun:
         cpu = on_cpu(self.model)
         # --fast-decode: a tagger alone (an Interrogator's captioner needs the full image)
         self.draft = getattr(self.model, "input_size", 0) if self.options.fast_decode else 0
+        if self.options.fast_decode and not self.draft:
+            log.warning("%s", FAST_DECODE_IGNORED)
         if self.options.jsonl:
             self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []

@@ -82,14 +82,18 @@ _taggers: ModelCache[WD14Tagger] = ModelCache()
 
 
 def _key(
-    spec: ModelSpec, providers: str | list[str] | None, device_id: int, revision: str | None
+    spec: ModelSpec,
+    providers: str | list[str] | None,
+    device_id: int,
+    revision: str | None,
+    precision: str = "fp32",
 ) -> Hashable:
     """Cache key: the model's identity and where it runs (providers as parsed, so ``"CPU"``,
     ``"cpu"`` and ``["cpu"]`` share one entry)."""
     from tagger.runtime import parse_providers
 
     where = tuple(parse_providers(providers))
-    return (spec.key, str(spec.path), revision or spec.revision, where, device_id)
+    return (spec.key, str(spec.path), revision or spec.revision, where, device_id, precision)
 
 
 def get_tagger(
@@ -100,10 +104,11 @@ def get_tagger(
     threads: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
+    precision: str = "fp32",
 ) -> WD14Tagger:
     """Return the loaded tagger for ``spec``, loading it on first use."""
     return _taggers.get(
-        _key(spec, providers, device_id, revision),
+        _key(spec, providers, device_id, revision, precision),
         lambda: WD14Tagger(
             spec,
             providers=providers,
@@ -111,6 +116,7 @@ def get_tagger(
             threads=threads,
             cache_dir=cache_dir,
             revision=revision,
+            precision=precision,
         ),
     )
 

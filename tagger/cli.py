@@ -261,6 +261,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="onnxruntime intra-op threads (default 0: onnxruntime decides).",
     )
+    g.add_argument(
+        "--fp16",
+        action="store_true",
+        help="Run the tagger on a float16 copy of the model (converted once, cached; needs "
+        "the onnx package). For GPU providers: faster there, slower on the CPU; scores drift "
+        "slightly (docs/benchmarks.md).",
+    )
 
 
 def _add_tag_command(sub: Any) -> None:
@@ -420,6 +427,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
         threads=args.threads,
         cache_dir=args.hf_cache,
         revision=args.revision,
+        precision="fp16" if args.fp16 else "fp32",
     )
     model, output_options = combined_model(args, model)
     return _run_engine(args, model, tag_options, batch_options, output_options)
@@ -512,6 +520,7 @@ def cmd_tag_ray(args: argparse.Namespace) -> int:
         threads=args.threads,
         cache_dir=args.hf_cache,
         revision=args.revision,
+        precision="fp16" if args.fp16 else "fp32",
     )
     config, output_options = ray_config(args, tagger)
     return run_ray_engine(args, config, output_options)
@@ -621,6 +630,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         hf_cache=args.hf_cache,
         providers=args.device,
         device_id=args.device_id,
+        precision="fp16" if args.fp16 else "fp32",
     )
     launch(settings, host=args.host, port=args.port, presets_dir=args.presets_dir)
     return EXIT_OK

@@ -24,6 +24,16 @@ def hf_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path | None
     return Path(chosen).expanduser() if chosen else None
 
 
+def tagger_cache_dir(name: str) -> Path:
+    """Folder ``name`` of tagger's own cache: ``$TAGGER_CACHE_DIR/<name>``, else
+    ``$XDG_CACHE_HOME/tagger/<name>`` or ``~/.cache/tagger/<name>`` (not created here)."""
+    root = os.environ.get("TAGGER_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / name
+    base = os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()
+    return Path(base) / "tagger" / name
+
+
 def is_offline() -> bool:
     """True when huggingface_hub is told not to use the network (``HF_HUB_OFFLINE``)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagger.batch import (
+    FAST_DECODE_IGNORED,
     BatchRun,
     FailureCallback,
     ImageItem,
@@ -130,6 +131,7 @@ class ModelConfig:
     threads: int = 0
     cache_dir: str | None = None
     revision: str | None = None
+    precision: str = "fp32"
 
     def build(self, providers: str | list[str] | None = None) -> WD14Tagger:
         """A new (not yet loaded) tagger; ``providers`` overrides the configured ones."""
@@ -142,6 +144,7 @@ class ModelConfig:
             threads=self.threads,
             cache_dir=self.cache_dir,
             revision=self.revision,
+            precision=self.precision,
         )
 
     @property
@@ -776,10 +779,7 @@ class RayBatchRun(BatchRun):
                 "size": size,
                 "max_pixels": self.options.max_pixels,
                 "pixels": self.config.needs_pixels,
-                # --fast-decode: as in the local engine, for the tagger alone
-                "draft": size
-                if self.options.fast_decode and self.config.outputs == ("tags",)
-                else 0,
+                "draft": self._draft_side(size),
             },
             num_cpus=1,
         )
@@ -788,6 +788,16 @@ class RayBatchRun(BatchRun):
             # there and are spelled out for the older releases this works with.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             return self._model_stage(dataset, batch_size, actors, gpus)
+
+    def _draft_side(self, size: int) -> int:
+        """The JPEG draft side for --fast-decode: as in the local engine, the tagger's input
+        side for a tagger alone, else 0 (full decoding, with a warning)."""
+        if not self.options.fast_decode:
+            return 0
+        if self.config.outputs == ("tags",):
+            return size
+        log.warning("%s", FAST_DECODE_IGNORED)
+        return 0
 
     def _model_stage(self, dataset: Any, batch_size: int, actors: int, gpus: int) -> Any:
         """The actor pool that runs the model (restarted and retried when a worker dies)."""

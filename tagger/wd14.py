@@ -90,6 +90,8 @@ class WD14Tagger:
 
     Construction is cheap; ``load()`` reads the labels, opens the onnxruntime session and reads the
     input side and batch dimension from the model. ``tag_batch`` runs the three steps.
+    ``precision="fp16"`` runs a float16 copy of the graph (``tagger.fp16``; for GPU providers,
+    scores drift slightly); the default ``"fp32"`` runs the published graph.
     """
 
     family = "wd14"
@@ -103,8 +105,12 @@ class WD14Tagger:
         threads: int = 0,
         cache_dir: str | os.PathLike[str] | None = None,
         revision: str | None = None,
+        precision: str = "fp32",
     ) -> None:
+        from tagger.fp16 import check_precision
+
         self.spec = spec
+        self.precision = check_precision(precision)
         self.providers = providers
         self.device_id = device_id
         self.threads = threads
@@ -132,8 +138,13 @@ class WD14Tagger:
 
             files = model_files(self.spec, cache_dir=self.cache_dir, revision=self.revision)
             labels = load_labels(files["selected_tags.csv"])
+            graph = files["model.onnx"]
+            if self.precision == "fp16":
+                from tagger.fp16 import fp16_model
+
+                graph = fp16_model(graph)
             session = create_session(
-                files["model.onnx"],
+                graph,
                 self.providers,
                 device_id=self.device_id,
                 threads=self.threads,
@@ -141,9 +152,16 @@ class WD14Tagger:
             self._configure(session, labels)
             self._labels = labels
             self._session = session
+            if self.precision == "fp16" and session.get_providers() == ["CPUExecutionProvider"]:
+                log.warning(
+                    "%s runs in float16 on the CPU: slower than float32 there, and the scores "
+                    "drift; --fp16 is meant for GPU providers",
+                    self.spec.key,
+                )
             log.info(
-                "loaded %s (input %d, batch %s, %d tags) on %s",
+                "loaded %s (%s, input %d, batch %s, %d tags) on %s",
                 self.spec.key,
+                self.precision,
                 self._input_size,
                 self._fixed_batch or "dynamic",
                 len(labels.names),

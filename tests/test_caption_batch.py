@@ -89,6 +89,27 @@ def test_templates_combine_the_tag_and_caption_runs(tmp_path: Path, parts) -> No
     assert set(lines[0]) == {"file_name", "text", "rating", "character", "general", "caption"}
 
 
+def test_fast_decode_is_refused_for_a_captioner_with_a_warning(
+    tmp_path: Path, parts, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tagger.batch import FAST_DECODE_IGNORED
+
+    tagger, captioner = parts
+    for i in range(2):  # JPEGs large enough that a reduced-scale decode would apply
+        make_image(tmp_path / "in" / f"{i}.jpg", (240, 200), seed=i)
+    model = Interrogator(tagger, captioner, CAPTION)
+    trees = {}
+    for fast in (False, True):
+        out = tmp_path / f"out-{fast}"
+        options = BatchOptions(output_dir=str(out), write_json=True, fast_decode=fast)
+        caplog.clear()
+        BatchRun([tmp_path / "in"], model, batch_options=options).run()
+        assert (FAST_DECODE_IGNORED in caplog.text) == fast
+        trees[fast] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert len(trees[True]) == 4
+    assert trees[True] == trees[False]  # decoded in full: the same files
+
+
 def test_separate_files_resume_and_collisions(tmp_path: Path, parts) -> None:
     tagger, captioner = parts
     images = _images(tmp_path, 2)

@@ -64,11 +64,9 @@ def prompt_text(tag: str, template: str) -> str:
 
 def default_cache_dir() -> Path:
     """``$TAGGER_CACHE_DIR/clip`` or ``~/.cache/tagger/clip``."""
-    root = os.environ.get("TAGGER_CACHE_DIR")
-    if root:
-        return Path(root) / "clip"
-    base = os.environ.get("XDG_CACHE_HOME") or Path("~/.cache").expanduser()
-    return Path(base) / "tagger" / "clip"
+    from tagger.hub import tagger_cache_dir
+
+    return tagger_cache_dir("clip")
 
 
 class ClipFilter:

@@ -63,6 +63,7 @@ def load_tagger(name: str, settings: RuntimeSettings) -> Any:
         providers=settings.providers,
         device_id=settings.device_id,
         cache_dir=settings.hf_cache,
+        precision=settings.precision,
     )
 
 

@@ -32,6 +32,8 @@ class RuntimeSettings:
     unload_after_run: bool = False
     allowed_dirs: list[Path] = field(default_factory=list)
     half: bool = True
+    #: The tagger's precision: "fp32" (the published graph) or "fp16" (``tagger.fp16``).
+    precision: str = "fp32"
 
 
 class Progress:
