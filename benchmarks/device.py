@@ -49,6 +49,7 @@ from run import (  # noqa: E402
     interleave,
     machine,
     make_wd_model,
+    ours,
     photos,
     replace_section,
 )
@@ -91,23 +92,6 @@ def resident_ceiling(session, name: str, tensors: list[np.ndarray], batch: int, 
         return time.perf_counter() - start
 
     return run
-
-
-def ours(folder: Path, tagger, out: Path, batch: int, workers: int = 0) -> float:
-    """Seconds for the batch engine end to end (captions written under ``out``)."""
-    from tagger.batch import run_batch
-    from tagger.options import BatchOptions
-
-    shutil.rmtree(out, ignore_errors=True)
-    options = BatchOptions(
-        output_dir=str(out), batch_size=batch, workers=workers, on_existing="overwrite"
-    )
-    start = time.perf_counter()
-    summary = run_batch([folder], tagger, batch_options=options)
-    elapsed = time.perf_counter() - start
-    if summary.failed_count:
-        raise RuntimeError(f"benchmark images failed: {summary.failed[:3]}")
-    return elapsed
 
 
 def fp16_drift(full, half, tensors: list[np.ndarray], threshold: float = 0.35) -> dict:
@@ -172,7 +156,9 @@ def measure_model(arch: str, args: argparse.Namespace, folder_in: Path) -> dict:
             "ceiling": lambda: ceiling(session, name, tensors, batch),
             "resident": resident_ceiling(session, name, tensors, batch, args.device),
             "ours": lambda: ours(folder_in, tagger, out / "ours", batch),
-            f"ours_workers_{cores}": lambda: ours(folder_in, tagger, out / "ours", batch, cores),
+            f"ours_workers_{cores}": lambda: ours(
+                folder_in, tagger, out / "ours", batch, workers=cores
+            ),
         }
         times = interleave(variants, args.rounds)
         result["batches"][batch] = {k: len(files) / statistics.median(v) for k, v in times.items()}

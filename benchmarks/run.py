@@ -81,14 +81,21 @@ def ceiling(session, input_name: str, tensors: list[np.ndarray], batch: int) -> 
     return time.perf_counter() - start
 
 
-def ours(folder: Path, tagger, out: Path, batch: int, fast_decode: bool = False) -> float:
-    """Seconds for the batch engine end to end, writing captions under ``out``."""
+def ours(
+    folder: Path, tagger, out: Path, batch: int, fast_decode: bool = False, workers: int = 0
+) -> float:
+    """Seconds for the batch engine end to end, writing captions under ``out`` (``workers``:
+    decode threads, 0 for the engine's default)."""
     from tagger.batch import run_batch
     from tagger.options import BatchOptions
 
     shutil.rmtree(out, ignore_errors=True)
     options = BatchOptions(
-        output_dir=str(out), batch_size=batch, on_existing="overwrite", fast_decode=fast_decode
+        output_dir=str(out),
+        batch_size=batch,
+        workers=workers,
+        on_existing="overwrite",
+        fast_decode=fast_decode,
     )
     start = time.perf_counter()
     summary = run_batch([folder], tagger, batch_options=options)
