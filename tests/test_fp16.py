@@ -198,3 +198,17 @@ def test_the_cache_folder_follows_xdg_without_tagger_cache_dir(
     assert tagger_cache_dir("clip") == tmp_path / "home" / ".cache" / "tagger" / "clip"
     monkeypatch.setenv("TAGGER_CACHE_DIR", str(tmp_path / "mine"))
     assert tagger_cache_dir("fp16") == tmp_path / "mine" / "fp16"
+
+
+def test_tagger_ui_settings_choose_the_precision(model_dir: Path, cache: Path) -> None:
+    from tagger.ui.actions import load_tagger
+    from tagger.ui.host import RuntimeSettings
+
+    folders = [model_dir.parent]
+    half = load_tagger(
+        model_dir.name, RuntimeSettings(models_dirs=folders, providers="cpu", precision="fp16")
+    )
+    full = load_tagger(model_dir.name, RuntimeSettings(models_dirs=folders, providers="cpu"))
+    assert (half.precision, full.precision) == ("fp16", "fp32")
+    assert half.loaded
+    assert list(cache.glob("*.onnx"))

@@ -154,6 +154,19 @@ def test_ui_command_is_in_the_cli() -> None:
     )
 
 
+def test_ui_command_passes_fp16_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("gradio")
+    import tagger.ui.app
+    from tagger.cli import main
+
+    seen = {}
+    monkeypatch.setattr(tagger.ui.app, "launch", lambda settings, **kw: seen.update(s=settings))
+    assert main(["ui", "--device", "cpu"]) == 0
+    assert seen["s"].precision == "fp32"
+    assert main(["ui", "--fp16", "--device", "cpu"]) == 0
+    assert seen["s"].precision == "fp16"
+
+
 def test_settings_batch_size_applies_when_the_tab_says_automatic(model_dir: Path, tmp_path):
     from tiny import make_image
 
