@@ -74,9 +74,9 @@ def resident_ceiling(session, name: str, tensors: list[np.ndarray], batch: int, 
     """A function timing the session on input already on ``device`` (IO binding), per batch."""
     import onnxruntime as ort
 
-    kind, index = ("cuda", 0) if device == "cuda" else ("cpu", 0)
+    kind = "cuda" if device == "cuda" else "cpu"
     values = [
-        ort.OrtValue.ortvalue_from_numpy(np.stack(tensors[i : i + batch]), kind, index)
+        ort.OrtValue.ortvalue_from_numpy(np.stack(tensors[i : i + batch]), kind, 0)
         for i in range(0, len(tensors), batch)
     ]
     output = session.get_outputs()[0].name

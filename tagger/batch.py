@@ -340,6 +340,19 @@ def _decode(item: ImageItem, model: BatchModel, max_pixels: int, draft: int = 0)
     return model.preprocess(image)
 
 
+def draft_side(fast_decode: bool, size: int) -> int:
+    """The JPEG draft side ``load_image`` gets: with ``fast_decode``, ``size`` (the tagger's input
+    side) when the images go to a tagger alone; 0 (full decoding) otherwise. ``size`` 0 means
+    a captioner or the CLIP filter sees the images too: then --fast-decode cannot apply, and
+    that is logged.
+    """
+    if not fast_decode:
+        return 0
+    if not size:
+        log.warning("%s", FAST_DECODE_IGNORED)
+    return size
+
+
 def on_cpu(model: BatchModel) -> bool:
     """True when every part of the model runs on the CPU."""
     return all(p in {"CPUExecutionProvider", "torch-cpu"} for p in model.active_providers)
@@ -520,11 +533,11 @@ class BatchRun:
             if self.is_done(item, targets):
                 yield item, targets, None
                 continue
-            yield item, targets, pool.submit(*self._decode_call(item))
+            yield item, targets, pool.submit(self._decode_item, item)
 
-    def _decode_call(self, item: ImageItem) -> tuple[Any, ...]:
-        """``_decode`` and its arguments for one image."""
-        return (_decode, item, self.model, self.options.max_pixels, self.draft)
+    def _decode_item(self, item: ImageItem) -> np.ndarray:
+        """Load and preprocess one image with this run's options (any thread)."""
+        return _decode(item, self.model, self.options.max_pixels, self.draft)
 
     def _decoded(self, item: ImageItem, future: Future[Any]) -> Any:
         """The decode thread's result; after ``DECODE_STALL_SECONDS`` of waiting for an image
@@ -541,8 +554,7 @@ class BatchRun:
                 self._inline = True
         if self._inline and not future.done():
             future.cancel()  # when already running, its result is simply not used
-            call, *args = self._decode_call(item)
-            return call(*args)
+            return self._decode_item(item)
         return future.result()
 
     def run(self) -> Summary:
@@ -559,10 +571,8 @@ class BatchRun:
         workers = self.options.workers or default_workers()
         ahead = batch_size * 2 + workers
         cpu = on_cpu(self.model)
-        # --fast-decode: a tagger alone (an Interrogator's captioner needs the full image)
-        self.draft = getattr(self.model, "input_size", 0) if self.options.fast_decode else 0
-        if self.options.fast_decode and not self.draft:
-            log.warning("%s", FAST_DECODE_IGNORED)
+        # only a tagger alone has an input side (an Interrogator's parts need the full image)
+        self.draft = draft_side(self.options.fast_decode, getattr(self.model, "input_size", 0))
         if self.options.jsonl:
             self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []

@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tagger.batch import (
-    FAST_DECODE_IGNORED,
     BatchRun,
     FailureCallback,
     ImageItem,
     ProgressCallback,
     Summary,
+    draft_side,
     find_images,
 )
 from tagger.errors import ImageLoadError, MissingDependencyError, OptionsError, TaggerError
@@ -779,7 +779,10 @@ class RayBatchRun(BatchRun):
                 "size": size,
                 "max_pixels": self.options.max_pixels,
                 "pixels": self.config.needs_pixels,
-                "draft": self._draft_side(size),
+                # --fast-decode: for a tagger alone, as in the local engine
+                "draft": draft_side(
+                    self.options.fast_decode, 0 if self.config.needs_pixels else size
+                ),
             },
             num_cpus=1,
         )
@@ -788,16 +791,6 @@ class RayBatchRun(BatchRun):
             # there and are spelled out for the older releases this works with.
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             return self._model_stage(dataset, batch_size, actors, gpus)
-
-    def _draft_side(self, size: int) -> int:
-        """The JPEG draft side for --fast-decode: as in the local engine, the tagger's input
-        side for a tagger alone, else 0 (full decoding, with a warning)."""
-        if not self.options.fast_decode:
-            return 0
-        if self.config.outputs == ("tags",):
-            return size
-        log.warning("%s", FAST_DECODE_IGNORED)
-        return 0
 
     def _model_stage(self, dataset: Any, batch_size: int, actors: int, gpus: int) -> Any:
         """The actor pool that runs the model (restarted and retried when a worker dies)."""

@@ -449,6 +449,15 @@ def test_stalled_decode_threads_fall_back_to_the_main_thread(
     assert sum("decoding in the main thread" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_draft_side_applies_to_a_tagger_alone(caplog: pytest.LogCaptureFixture) -> None:
+    from tagger.batch import FAST_DECODE_IGNORED, draft_side
+
+    assert (draft_side(False, 448), draft_side(False, 0), draft_side(True, 448)) == (0, 0, 448)
+    assert FAST_DECODE_IGNORED not in caplog.text
+    assert draft_side(True, 0) == 0  # a captioner or CLIP sees the images: full decoding
+    assert FAST_DECODE_IGNORED in caplog.text
+
+
 def test_fast_decode_reads_large_jpegs_at_a_reduced_scale(
     tmp_path: Path, tagger: WD14Tagger
 ) -> None:
