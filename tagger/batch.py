@@ -24,11 +24,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tagger.errors import ImageLoadError, OptionsError
+from tagger.errors import ImageLoadError, OptionsError, OutputError
 from tagger.image import is_image_path, load_image
 from tagger.options import BatchOptions, OutputOptions, TagOptions
+from tagger.planning import Plan, plan_outputs
+from tagger.safeio import (
+    NEW_FILE_STYLE,
+    atomic_write_text,
+    link_error,
+    read_bytes_nofollow,
+    read_text_file,
+    remove_stale_temps,
+    sniff_style,
+    write_text_file,
+)
 from tagger.tags import TagResult, caption_tags, top_rating
-from tagger.writers import Manifest, atomic_write_text, merge_caption, rounded, sidecar_json
+from tagger.writers import Manifest, merge_caption, rounded, sidecar_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,8 +140,8 @@ def _walk(
     """Yield the images of one folder in name order, then (if recursive) its sub-folders.
 
     Hidden entries (names starting with ".") are skipped. Folders reached twice (symlink loops)
-    are visited once. Two images with the same stem in one folder would write the same caption
-    file: the second is yielded with a conflict reason instead of overwriting the first.
+    are visited once. Images that would write one output file (``a.jpg`` and ``a.png``) are
+    found by the run's output plan (``tagger.planning``), whatever input they come from.
     """
     try:
         info = folder.stat()
@@ -143,7 +154,6 @@ def _walk(
         log.warning("cannot list %s: %s", folder, exc.strerror or exc)
         return
     subfolders: list[Path] = []
-    stems: dict[str, str] = {}
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -156,13 +166,7 @@ def _walk(
             continue
         if not is_image_path(entry.name):
             continue
-        path = Path(entry.path)
-        stem = path.stem.casefold()
-        first = stems.setdefault(stem, entry.name)
-        conflict = None
-        if first != entry.name:
-            conflict = f"has the same name as {first}, whose caption file it would overwrite"
-        yield ImageItem(path, root, conflict)
+        yield ImageItem(Path(entry.path), root)
     if recursive:
         for sub in subfolders:
             yield from _walk(sub, root, recursive, seen)
@@ -171,14 +175,14 @@ def _walk(
 def find_images(
     inputs: Sequence[str | os.PathLike[str]], recursive: bool = False
 ) -> Iterator[ImageItem]:
-    """Yield every image named by ``inputs`` (files, folders, glob patterns), each once.
+    """Yield every image named by ``inputs`` (files, folders, glob patterns), in input order.
 
     A folder's outputs mirror from the folder itself; a file's from its own folder; a glob's from
     the part of the pattern before the first wildcard. ``**`` in a glob matches sub-folders when
-    ``recursive`` is set.
+    ``recursive`` is set. An image named by several inputs is yielded each time; a run's output
+    plan (``BatchRun.prepare``) keeps the first.
     """
     seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[Path] = set()
     for item in inputs:
         text = os.fspath(item)
         if _has_glob(text):
@@ -187,21 +191,40 @@ def find_images(
                 path = Path(match)
                 if path.is_dir():
                     yield from _walk(path, root, recursive, seen_dirs)
-                elif is_image_path(path.name) and path not in seen_files:
-                    seen_files.add(path)
+                elif is_image_path(path.name) and not path.name.startswith("."):
                     yield ImageItem(path, root)
         else:
             path = Path(text)
             if path.is_dir():
                 yield from _walk(path, path, recursive, seen_dirs)
-            elif path not in seen_files:
-                seen_files.add(path)
+            else:
                 yield ImageItem(path, path.parent)
 
 
 def count_images(inputs: Sequence[str | os.PathLike[str]], recursive: bool = False) -> int:
-    """Count the images ``find_images`` would yield (a cheap walk, for progress totals)."""
-    return sum(1 for _ in find_images(inputs, recursive))
+    """Count the distinct images ``inputs`` name (an image named twice counts once)."""
+    return plan_outputs(lambda: find_images(inputs, recursive), lambda item: ()).total
+
+
+def writable_reason(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (created as needed), or None when they can.
+
+    The nearest existing folder on the way must be a folder this process may write in (a
+    read-only disk counts as not writable).
+
+    >>> writable_reason(Path("/proc/no-such-folder")) is not None
+    True
+    """
+    current = folder
+    while not os.path.lexists(current):
+        if current.parent == current:
+            break
+        current = current.parent
+    if not current.is_dir():
+        return f"{current} is a file, not a folder"
+    if not os.access(current, os.W_OK | os.X_OK):
+        return f"cannot write in {current} (read-only or no permission)"
+    return None
 
 
 # -- where outputs go ------------------------------------------------------------------------
@@ -358,6 +381,16 @@ def on_cpu(model: BatchModel) -> bool:
     return all(p in {"CPUExecutionProvider", "torch-cpu"} for p in model.active_providers)
 
 
+def write_failure(exc: BaseException) -> str:
+    """A failed write's reason for the summary."""
+    if isinstance(exc, OutputError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"cannot write output: {exc.strerror or exc}{where}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class BatchRun:
     """One run over a set of inputs. Use ``run()``; ``cancel`` stops after the current batch."""
 
@@ -401,6 +434,8 @@ class BatchRun:
                 )
         self.summary = Summary()
         self.manifest: Manifest | None = None
+        self.plan: Plan | None = None
+        self.unwritable: dict[Path, str] = {}  # output folders that cannot be written
         self.draft = 0  # JPEG draft side (fast_decode), set when the run starts
         self._inline = False  # decode in the main thread (the decode threads stalled)
 
@@ -415,6 +450,110 @@ class BatchRun:
             extra = base.with_name(base.name + self.caption_file_extension)
         return Targets(caption, json_path, extra)
 
+    def outputs(self, item: ImageItem) -> list[tuple[str, Path]]:
+        """The files this image would write, each with what it is (for messages)."""
+        targets = self.targets(item)
+        named = [("caption", targets.caption)]
+        if targets.json is not None:
+            named.append(("JSON sidecar", targets.json))
+        if targets.caption_file is not None:
+            named.append(("caption file", targets.caption_file))
+        return named
+
+    def items(self) -> Iterator[ImageItem]:
+        """Every image the inputs name, in input order (repeats included; see ``prepare``)."""
+        return find_images(self.inputs, self.options.recursive)
+
+    def check_output_places(self) -> None:
+        """Refuse, before any model work, a run whose ``output_dir`` or manifest cannot be
+        written (``OptionsError``: exit status 2 on the command line)."""
+        if self.output_dir is not None:
+            if self.output_dir.exists() and not self.output_dir.is_dir():
+                raise OptionsError(f"output folder {self.output_dir} is a file, not a folder")
+            reason = writable_reason(self.output_dir)
+            if reason is not None:
+                raise OptionsError(f"cannot write the outputs into {self.output_dir}: {reason}")
+        if self.options.jsonl:
+            manifest = Path(self.options.jsonl)
+            if manifest.is_symlink():
+                raise OptionsError(
+                    f"manifest {manifest} is a symbolic link; tagger never writes through a link"
+                )
+            if manifest.is_dir():
+                raise OptionsError(f"manifest {manifest} is a folder; name a file (.jsonl)")
+            reason = writable_reason(manifest.parent)
+            if reason is None and manifest.exists() and not os.access(manifest, os.W_OK):
+                reason = f"{manifest} is read-only"
+            if reason is not None:
+                raise OptionsError(f"cannot write the manifest {manifest}: {reason}")
+
+    def prepare(self) -> Plan:
+        """Check where the run writes and plan its outputs, before any model work.
+
+        Raises ``OptionsError`` when the output folder or the manifest cannot be written, or
+        when no image that needs writing could be written. Sets ``total`` (the distinct
+        images) when it was not given. Called by ``run``; callers may call it first to learn
+        the total.
+        """
+        if self.plan is not None:
+            return self.plan
+        self.check_output_places()
+        if self.options.jsonl:
+            self.manifest = self._open_manifest()  # reads what is done; writes nothing yet
+        folders: set[Path] = set()
+
+        def outputs(item: ImageItem) -> list[tuple[str, Path]]:
+            named = self.outputs(item)
+            folders.update(path.parent for _, path in named)
+            return named
+
+        reserved = {Path(self.options.jsonl): "the --jsonl manifest"} if self.options.jsonl else {}
+        plan = self._plan_outputs(outputs, reserved)
+        self.unwritable = {
+            folder: reason for folder in folders if (reason := writable_reason(folder)) is not None
+        }
+        stale = sum(remove_stale_temps(folder) for folder in folders if folder.is_dir())
+        if stale:
+            log.info("removed %d temporary files left by killed runs", stale)
+        if self.unwritable and len(self.unwritable) == len(folders):
+            self._refuse_if_nothing_writable(plan)
+        self.plan = plan
+        if self.total is None:
+            self.total = plan.total
+        return plan
+
+    def _plan_outputs(
+        self,
+        outputs: Callable[[ImageItem], list[tuple[str, Path]]],
+        reserved: dict[Path, str],
+    ) -> Plan:
+        """``tagger.planning.plan_outputs`` over this run's images (the Ray engine names its
+        object-store images by URI)."""
+        return plan_outputs(self.items, outputs, reserved=reserved)
+
+    def _open_manifest(self) -> Manifest:
+        """The run's manifest (kept lines and done names when skipping)."""
+        return Manifest(
+            self.options.jsonl,  # type: ignore[arg-type]
+            resume=self.options.on_existing == "skip",
+            fsync=self.options.fsync,
+        )
+
+    def _refuse_if_nothing_writable(self, plan: Plan) -> None:
+        """Every output folder is unwritable: stop unless no image needs writing."""
+        for listed in self.items():
+            item = plan.apply(listed)
+            if item is None or item.conflict is not None:
+                continue
+            if not self.is_done(item, self.targets(item)):
+                folders = sorted(str(folder) for folder in self.unwritable)
+                shown = ", ".join(folders[:3]) + (" ..." if len(folders) > 3 else "")
+                first = self.unwritable[Path(folders[0])]
+                raise OptionsError(
+                    f"cannot write any output: {first} (folders: {shown}); write them "
+                    f"elsewhere with --output-dir"
+                )
+
     def is_done(self, item: ImageItem, targets: Targets) -> bool:
         """True when ``skip`` applies and every requested output is already there."""
         if self.options.on_existing != "skip" or not targets.caption.exists():
@@ -428,6 +567,27 @@ class BatchRun:
             and self.manifest.file_name(item.path) not in self.manifest.done
         )
 
+    def precheck(self, targets: Targets) -> str | None:
+        """Why this image's outputs cannot be written, found before it is decoded: an output
+        folder that is not writable, an existing output that is a link, an existing caption
+        that must be read (to merge, or to report what ``skip`` kept) but is not UTF-8."""
+        paths = [p for p in (targets.caption, targets.json, targets.caption_file) if p]
+        for path in paths:
+            reason = self.unwritable.get(path.parent)
+            if reason is not None:
+                return reason
+            if path.is_symlink():
+                return str(link_error(path))
+        if self.options.on_existing != "overwrite":
+            for path in (targets.caption, targets.caption_file):
+                if path is None:
+                    continue
+                try:
+                    read_text_file(path)
+                except (OutputError, OSError) as exc:
+                    return write_failure(exc)
+        return None
+
     # -- writing -------------------------------------------------------------------------------
     def write(
         self, item: ImageItem, targets: Targets, result: TagResult | ImageResult
@@ -436,14 +596,22 @@ class BatchRun:
 
         Returns the image's record (the manifest line without ``file_name``). Its ``text`` is
         the first text file's content after this write (an existing file kept by ``skip``
-        included), so the manifest describes the dataset on disk.
+        included), so the manifest describes the dataset on disk. Raises ``OutputError`` (an
+        output is a link, an existing caption is not UTF-8) or ``OSError``; nothing is
+        half-written either way.
         """
         image = as_image_result(result)
         policy = self.options.on_existing
         tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []
+        files = self.files(targets, image, tags)
+        if policy != "overwrite":  # every existing file can be read before anything changes
+            for path, _ in files:
+                read_text_file(path)
         if targets.json is not None and not (policy == "skip" and targets.json.exists()):
-            atomic_write_text(targets.json, sidecar_json(self.json_record(image)))
-        texts = [self._write_items(path, items) for path, items in self.files(targets, image, tags)]
+            atomic_write_text(
+                targets.json, sidecar_json(self.json_record(image)), fsync=self.options.fsync
+            )
+        texts = [self._write_items(path, items) for path, items in files]
         record: dict[str, Any] = {"text": texts[0] if texts else ""}
         if image.tags is not None:
             record["rating"] = top_rating(image.tags.rating)
@@ -487,16 +655,28 @@ class BatchRun:
         return [(targets.caption, [*caption, *tags])]
 
     def _write_items(self, path: Path, items: list[str]) -> str:
-        """Write one text file by the existing-file policy; returns the file's text after it."""
+        """Write one text file by the existing-file policy; returns the file's text after it.
+
+        An existing file keeps its byte order mark and line endings. ``skip`` and the merges
+        read it strictly as UTF-8 (``TextEncodingError`` otherwise: the file is left as it is);
+        ``overwrite`` replaces whatever it holds.
+        """
         policy = self.options.on_existing
         separator = self.tag_options.separator
         text = separator.join(items)
-        if path.exists() and policy != "overwrite":
-            existing = path.read_text(encoding="utf-8", errors="replace")
-            if policy == "skip":  # kept as it is; report what the file holds
-                return existing.strip()
-            text = merge_caption(existing, items, policy, separator)
-        atomic_write_text(path, text + "\n")
+        style = NEW_FILE_STYLE
+        if policy == "overwrite":
+            data = read_bytes_nofollow(path)
+            if data is not None:
+                style = sniff_style(data)
+        else:
+            existing = read_text_file(path)
+            if existing is not None:
+                if policy == "skip":  # kept as it is; report what the file holds
+                    return existing.text.strip()
+                text = merge_caption(existing.text, items, policy, separator)
+                style = existing.style
+        write_text_file(path, text, style, fsync=self.options.fsync)
         return text
 
     # -- the loop --------------------------------------------------------------------------------
@@ -520,20 +700,26 @@ class BatchRun:
         self, pool: ThreadPoolExecutor
     ) -> Iterator[tuple[ImageItem, Targets, Future[Any] | None]]:
         """Yield (item, targets, future) in input order; future is None for images not to tag."""
-        for item in find_images(self.inputs, self.options.recursive):
-            self.summary.found += 1
-            if item.conflict is not None:
-                yield item, self.targets(item), None
+        plan = self.prepare()
+        for listed in self.items():
+            item = plan.apply(listed)
+            if item is None:  # named again by another input: tagged once
                 continue
+            self.summary.found += 1
             targets = self.targets(item)
+            if item.conflict is not None:
+                yield item, targets, None
+                continue
             refused = self.check(item, targets) if self.check is not None else None
+            if refused is None and not self.is_done(item, targets):
+                refused = self.precheck(targets)
+                if refused is None:
+                    yield item, targets, pool.submit(self._decode_item, item)
+                    continue
             if refused is not None:
                 yield replace(item, conflict=refused), targets, None
                 continue
-            if self.is_done(item, targets):
-                yield item, targets, None
-                continue
-            yield item, targets, pool.submit(self._decode_item, item)
+            yield item, targets, None
 
     def _decode_item(self, item: ImageItem) -> np.ndarray:
         """Load and preprocess one image with this run's options (any thread)."""
@@ -560,7 +746,12 @@ class BatchRun:
     def run(self) -> Summary:
         """Tag every input image and return the summary."""
         start = time.perf_counter()
-        self.model.load()
+        try:
+            self.prepare()
+            self.model.load()
+        except BaseException:
+            self._close_manifest()
+            raise
         batch_size = self.options.batch_size or default_batch_size(self.model)
         fixed = self.model.fixed_batch
         if fixed and batch_size % fixed:
@@ -573,8 +764,6 @@ class BatchRun:
         cpu = on_cpu(self.model)
         # only a tagger alone has an input side (an Interrogator's parts need the full image)
         self.draft = draft_side(self.options.fast_decode, getattr(self.model, "input_size", 0))
-        if self.options.jsonl:
-            self.manifest = Manifest(self.options.jsonl, resume=self.options.on_existing == "skip")
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []
         try:
             with ThreadPoolExecutor(
@@ -622,10 +811,15 @@ class BatchRun:
                         if future is not None:
                             future.cancel()
         finally:
-            if self.manifest is not None:
-                self.manifest.close()
+            self._close_manifest()
             self.summary.elapsed = time.perf_counter() - start
         return self.summary
+
+    def _close_manifest(self) -> None:
+        """Finish the manifest (once)."""
+        if self.manifest is not None:
+            manifest, self.manifest = self.manifest, None
+            manifest.close()
 
     def _run_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
         """Run the model on a batch and write each image's outputs."""
@@ -648,8 +842,8 @@ class BatchRun:
             try:
                 result = self.model.postprocess(row, self.tag_options)
                 self.write(item, targets, result)
-            except OSError as exc:
-                self._fail(item.path, f"cannot write output: {exc.strerror or exc}")
+            except (OutputError, OSError) as exc:
+                self._fail(item.path, write_failure(exc))
                 continue
             self.summary.written += 1
             self._report(item.path)

@@ -224,6 +224,14 @@ def _add_batch_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=_non_negative, help=d("workers"))
     g.add_argument("--max-pixels", type=_non_negative, help=d("max_pixels"))
     g.add_argument("--fast-decode", action="store_true", default=None, help=d("fast_decode"))
+    g.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        default=None,
+        help="Do not flush each file to the disk before it replaces the old one: faster on slow "
+        "disks; an interrupted run still never leaves half a file, but a power cut may.",
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

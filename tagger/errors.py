@@ -31,6 +31,22 @@ class ImageTooLargeError(ImageLoadError):
     """An image has more pixels than the configured limit (a decompression-bomb guard)."""
 
 
+class OutputError(TaggerError):
+    """An output file cannot be written safely (it is a symbolic link or a folder, say).
+
+    ``path`` names the file, ``reason`` says why; the batch engine fails that image with it.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class TextEncodingError(OutputError):
+    """A user's text file (an existing caption) is not valid UTF-8; it is never rewritten."""
+
+
 class ModelNotFoundError(TaggerError, LookupError):
     """A model key or folder names no known model."""
 

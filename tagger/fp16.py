@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from tagger.errors import MissingDependencyError, ModelLoadError, OptionsError
@@ -70,7 +69,11 @@ def convert_to_fp16(source: str | os.PathLike[str], target: str | os.PathLike[st
             f"cannot convert {os.fspath(source)!r} to float16: {exc}; run it in float32 "
             "(without --fp16)"
         ) from exc
-    onnx.save(converted, os.fspath(target))
+    from tagger.safeio import AtomicFile
+
+    data = converted.SerializeToString()  # taggers are far below protobuf's 2 GB limit
+    with AtomicFile(target) as out:  # a killed conversion never leaves a truncated model
+        out.write(data)
 
 
 def fp16_model(
@@ -94,12 +97,5 @@ def fp16_model(
             "TAGGER_CACHE_DIR to a writable folder"
         ) from exc
     log.info("converting %s to float16 (once) into %s", os.fspath(source), target)
-    handle, name = tempfile.mkstemp(prefix=".fp16-", suffix=".onnx", dir=folder)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        convert_to_fp16(source, tmp)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    convert_to_fp16(source, target)
     return target

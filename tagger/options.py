@@ -159,6 +159,13 @@ class BatchOptions(StrictModel):
     max_pixels: int = Field(
         178_956_970, ge=1, description="Refuse images with more pixels than this."
     )
+    fsync: bool = Field(
+        True,
+        description=(
+            "Flush each file to the disk before it replaces the old one, so that even a power "
+            "cut leaves the old file or the whole new one (about 0.3 ms a file)."
+        ),
+    )
     fast_decode: bool = Field(
         False,
         description=(

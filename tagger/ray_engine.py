@@ -1,8 +1,10 @@
 """The batch engine on Ray Data: the same run, spread over the cores and GPUs of a Ray cluster.
 
 The driver lists the images exactly as the local engine does (``find_images``, or a pyarrow
-filesystem listing for ``s3://`` / ``gs://`` / ``file://`` URIs), skips the ones already done and
-reports same-stem conflicts. The rest become a Ray dataset:
+filesystem listing for ``s3://`` / ``gs://`` / ``file://`` URIs), plans every output file with the
+local engine's rules (``tagger.planning``: an image named twice is tagged once, two images that
+would write one file fail the second), and skips the ones already done. The rest become a Ray
+dataset:
 
 1. decoding and preprocessing run as plain map tasks (``load_image`` + ``prepare_image``); an
    image that cannot be read becomes a row carrying its reason, never an exception;
@@ -35,7 +37,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +50,15 @@ from tagger.batch import (
     Summary,
     draft_side,
     find_images,
+    write_failure,
 )
-from tagger.errors import ImageLoadError, MissingDependencyError, OptionsError, TaggerError
+from tagger.errors import (
+    ImageLoadError,
+    MissingDependencyError,
+    OptionsError,
+    OutputError,
+    TaggerError,
+)
 from tagger.image import is_image_path
 from tagger.interrogate import check_parts, part_outputs
 from tagger.options import (
@@ -61,6 +70,7 @@ from tagger.options import (
     dump,
     parse,
 )
+from tagger.planning import Plan, plan_outputs
 from tagger.registry import ModelSpec
 from tagger.tags import TagResult
 from tagger.writers import Manifest
@@ -494,8 +504,8 @@ def decode_row(
 def find_uri_images(uri: str, recursive: bool = False) -> Iterator[ImageItem]:
     """Yield the images under a URI with the local engine's rules (``find_images``).
 
-    Name order, a folder's files before its sub-folders, hidden names skipped, same-stem images in
-    one folder reported as conflicts. Items keep the URI's filesystem path in ``path`` and
+    Name order, a folder's files before its sub-folders, hidden names skipped (same-stem images
+    are found by the run's output plan). Items keep the URI's filesystem path in ``path`` and
     ``root``; ``uri_of`` turns them back into URIs.
     """
     from pyarrow import fs
@@ -528,16 +538,10 @@ def _walk_listing(
     recursive: bool,
 ) -> Iterator[ImageItem]:
     """``tagger.batch._walk`` over a listing held in memory."""
-    stems: dict[str, str] = {}
     for name in sorted(files.get(folder, [])):
         if name.startswith(".") or not is_image_path(name):
             continue
-        path = Path(folder) / name
-        first = stems.setdefault(path.stem.casefold(), name)
-        conflict = None
-        if first != name:
-            conflict = f"has the same name as {first}, whose caption file it would overwrite"
-        yield ImageItem(path, root, conflict)
+        yield ImageItem(Path(folder) / name, root)
     if recursive:
         for sub in sorted(folders.get(folder, [])):
             if not sub.rpartition("/")[2].startswith("."):
@@ -590,14 +594,13 @@ class ParquetSink:
             filesystem, path = _filesystem(target)
             if isinstance(filesystem, fs.LocalFileSystem):  # object stores have no folders
                 filesystem.create_dir(path.rpartition("/")[0], recursive=True)
-            self._tmp: Path | None = None
+            self._tmp: AtomicFile | None = None
             self._writer = pq.ParquetWriter(path, self.schema, filesystem=filesystem)
         else:
-            from tagger.writers import temp_path
+            from tagger.safeio import AtomicFile
 
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = temp_path(Path(target))
-            self._writer = pq.ParquetWriter(str(self._tmp), self.schema)
+            self._tmp = AtomicFile(target)
+            self._writer = pq.ParquetWriter(self._tmp.handle, self.schema)
 
     def add(self, record: dict[str, Any]) -> None:
         """Buffer one record (written with the next full row group)."""
@@ -618,10 +621,13 @@ class ParquetSink:
         """Write what is left and put the file in place."""
         try:
             self._flush()
-        finally:
             self._writer.close()
+        except BaseException:
+            if self._tmp is not None:
+                self._tmp.abort()
+            raise
         if self._tmp is not None:
-            os.replace(self._tmp, self.target)
+            self._tmp.commit()
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -671,6 +677,7 @@ class RayBatchRun(BatchRun):
         self.address = address
         self.actors = actors
         self.uris: dict[Path, str] = {}
+        self._listed: list[ImageItem] | None = None
         self.parquet_target = parquet
         self.parquet: ParquetSink | None = None
         if any(is_uri(os.fspath(i)) for i in self.inputs) and self.output_dir is None:
@@ -702,19 +709,54 @@ class RayBatchRun(BatchRun):
                 self.uris[item.path] = scheme + item.path.as_posix()
                 yield item
 
+    def items(self) -> Iterator[ImageItem]:
+        """``_items`` listed once (an object-store listing is not repeated by the planning)."""
+        if self._listed is None:
+            self._listed = list(self._items())
+        return iter(self._listed)
+
+    def _plan_outputs(
+        self,
+        outputs: Callable[[ImageItem], list[tuple[str, Path]]],
+        reserved: dict[Path, str],
+    ) -> Plan:
+        """The local plan, with object-store images identified by their URIs."""
+        return plan_outputs(
+            self.items, outputs, reserved=reserved, identity=lambda item: self.uris.get(item.path)
+        )
+
+    def _open_manifest(self) -> Manifest:
+        """A manifest naming object-store images by their URIs."""
+        manifest = _UriManifest(
+            self.options.jsonl,  # type: ignore[arg-type]
+            resume=self.options.on_existing == "skip",
+            fsync=self.options.fsync,
+        )
+        manifest.uris = self.uris
+        return manifest
+
     def _plan(self) -> list[ImageItem]:
-        """List the inputs: report conflicts, count done images, return the images to tag."""
+        """Plan the outputs, report conflicts, count done images, return the images to tag."""
+        plan = self.prepare()
         todo: list[ImageItem] = []  # targets are computed again when writing: less memory
-        for item in self._items():
+        for listed in self.items():
+            item = plan.apply(listed)
+            if item is None:  # named again by another input: tagged once
+                continue
             self.summary.found += 1
             targets = self.targets(item)
-            if item.conflict is not None:
-                self._fail(item.path, item.conflict)
-            elif self.is_done(item, targets):
+            reason = item.conflict
+            if reason is None and not self.is_done(item, targets):
+                reason = self.precheck(targets)
+                if reason is None:
+                    todo.append(item)
+                    continue
+            if reason is not None:
+                self._fail(item.path, reason)
+            else:
                 self.summary.skipped += 1
                 self._report(item.path)
-            else:
-                todo.append(item)
+        self._listed = None
         return todo
 
     # -- Ray -----------------------------------------------------------------------------------
@@ -818,10 +860,6 @@ class RayBatchRun(BatchRun):
     def run(self) -> Summary:
         """Tag every input image on the Ray cluster and return the summary."""
         start = time.perf_counter()
-        if self.options.jsonl:
-            manifest = _UriManifest(self.options.jsonl, resume=self.options.on_existing == "skip")
-            manifest.uris = self.uris
-            self.manifest = manifest
         ray, started = None, False
         try:
             todo = self._plan()
@@ -833,8 +871,7 @@ class RayBatchRun(BatchRun):
             if self.cancel.is_set():
                 self.summary.cancelled = True
         finally:
-            if self.manifest is not None:
-                self.manifest.close()
+            self._close_manifest()
             if self.parquet is not None:
                 self.parquet.close()
             if started:
@@ -875,8 +912,8 @@ class RayBatchRun(BatchRun):
                 self.summary.tagged += 1
                 try:
                     self.write(item, self.targets(item), decode_result(str(result)))
-                except OSError as exc:
-                    self._fail(item.path, f"cannot write output: {exc.strerror or exc}")
+                except (OutputError, OSError) as exc:
+                    self._fail(item.path, write_failure(exc))
                     continue
                 self.summary.written += 1
                 self._report(item.path)

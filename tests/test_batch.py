@@ -221,7 +221,9 @@ def test_same_stem_is_a_failure_not_an_overwrite(tmp_path: Path, tagger: WD14Tag
     assert summary.failed == [
         (
             str(tmp_path / "a.png"),
-            "has the same name as a.jpg, whose caption file it would overwrite",
+            f"its caption {tmp_path / 'a.txt'} is also written for {tmp_path / 'a.jpg'} (listed "
+            f"first): two images would write one file (rename one, or give each input its own "
+            f"--output-dir)",
         )
     ]
 
@@ -319,7 +321,8 @@ def test_find_images_inputs(tmp_path: Path) -> None:
     items = list(find_images([str(tmp_path / "**" / "*.png")], recursive=True))
     assert len(items) == 6
     assert all(item.root == tmp_path for item in items)
-    assert list(find_images([single, single])) == [ImageItem(single, single.parent)]
+    assert list(find_images([single, single])) == [ImageItem(single, single.parent)] * 2
+    assert count_images([single, single]) == 1  # one image, named twice
     assert count_images([tmp_path], recursive=True) == 6
     assert count_images([str(tmp_path / "*.png")]) == 2
 

@@ -42,7 +42,11 @@ def _options(root: Path, **extra) -> BatchOptions:
 
 
 def _relative_failures(summary, root: Path) -> list[tuple[str, str]]:
-    return sorted((Path(p).relative_to(root).as_posix(), why) for p, why in summary.failed)
+    """Failures with paths (in the image column and in the reasons) relative to ``root``."""
+    return sorted(
+        (Path(p).relative_to(root).as_posix(), why.replace(f"{root}{os.sep}", ""))
+        for p, why in summary.failed
+    )
 
 
 @pytest.mark.parametrize("fixed", [False, True], ids=["dynamic-batch", "fixed-batch-1"])

@@ -156,7 +156,7 @@ class ClipFilter:
         """Load (or compute and save) the text embeddings of ``tags``; returns the cache file."""
         import numpy as np
 
-        from tagger.writers import temp_path
+        from tagger.safeio import AtomicFile
 
         vocabulary = list(dict.fromkeys(tags))
         file = self.cache_file(vocabulary)
@@ -173,11 +173,8 @@ class ClipFilter:
             embeddings = self.encode_texts(
                 [prompt_text(tag, self.options.template) for tag in vocabulary]
             )
-            file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temp_path(file)
-            with open(tmp, "wb") as handle:
-                np.save(handle, embeddings, allow_pickle=False)
-            os.replace(tmp, file)
+            with AtomicFile(file) as out:
+                np.save(out.handle, embeddings, allow_pickle=False)
         self._texts.update(zip(vocabulary, embeddings, strict=True))
         return file
 
