@@ -541,16 +541,16 @@ class BatchRun:
 
     def _refuse_if_nothing_writable(self, plan: Plan) -> None:
         """Every output folder is unwritable: stop unless no image needs writing."""
+        apply = plan.walker()
         for listed in self.items():
-            item = plan.apply(listed)
+            item = apply(listed)
             if item is None or item.conflict is not None:
                 continue
             if not self.is_done(item, self.targets(item)):
-                folders = sorted(str(folder) for folder in self.unwritable)
-                shown = ", ".join(folders[:3]) + (" ..." if len(folders) > 3 else "")
-                first = self.unwritable[Path(folders[0])]
+                folders = sorted(self.unwritable, key=str)
+                more = f" (and {len(folders) - 1} other folders)" if len(folders) > 1 else ""
                 raise OptionsError(
-                    f"cannot write any output: {first} (folders: {shown}); write them "
+                    f"cannot write any output: {self.unwritable[folders[0]]}{more}; write them "
                     f"elsewhere with --output-dir"
                 )
 
@@ -700,9 +700,9 @@ class BatchRun:
         self, pool: ThreadPoolExecutor
     ) -> Iterator[tuple[ImageItem, Targets, Future[Any] | None]]:
         """Yield (item, targets, future) in input order; future is None for images not to tag."""
-        plan = self.prepare()
+        apply = self.prepare().walker()
         for listed in self.items():
-            item = plan.apply(listed)
+            item = apply(listed)
             if item is None:  # named again by another input: tagged once
                 continue
             self.summary.found += 1

@@ -70,39 +70,56 @@ class FolderKeys:
         return self.exact(path).casefold()
 
 
+#: A verdict: the image is processed (``PROCESS``), left out as a repeat (None), or fails.
+PROCESS = ""
+
+
 @dataclass
 class Plan:
     """What the planning walk decided.
 
-    ``total`` counts the images to process (each file once). ``verdicts`` maps an item
-    (``(path, root)``) to the reason it fails, or to None when it repeats an image listed
-    before (it is left out).
+    ``total`` counts the images to process (each file once), ``listed`` every item the inputs
+    named. ``verdicts`` holds, for the items that needed a decision (``(path, root)``), one
+    verdict per time the walk yields that item: ``PROCESS``, None (it repeats an image listed
+    before: left out) or the reason it fails. Walk the items again with ``walker()``.
     """
 
     total: int = 0
     listed: int = 0
-    verdicts: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    verdicts: dict[tuple[str, str], list[str | None]] = field(default_factory=dict)
 
     @property
     def repeated(self) -> int:
         """Inputs that named an image already listed."""
-        return sum(1 for reason in self.verdicts.values() if reason is None)
+        return sum(v is None for found in self.verdicts.values() for v in found)
 
     @property
     def conflicts(self) -> int:
         """Images that fail because another image writes one of their files."""
-        return sum(1 for reason in self.verdicts.values() if reason is not None)
+        return sum(bool(v) for found in self.verdicts.values() for v in found)
 
-    def apply(self, item: ImageItem) -> ImageItem | None:
-        """The item as the run should see it: None when it repeats an earlier one, with its
-        ``conflict`` set when it may not write."""
-        if not self.verdicts:
-            return item
-        key = (os.fspath(item.path), os.fspath(item.root))
-        if key not in self.verdicts:
-            return item
-        reason = self.verdicts[key]
-        return None if reason is None else replace(item, conflict=reason)
+    def walker(self) -> Callable[[ImageItem], ImageItem | None]:
+        """A function for one more walk over the same items, in the same order: it returns
+        each item as the run should see it (None for a repeat, ``conflict`` set for an image
+        that may not write)."""
+        seen: dict[tuple[str, str], int] = {}
+
+        def apply(item: ImageItem) -> ImageItem | None:
+            if not self.verdicts:
+                return item
+            key = _item_key(item)
+            found = self.verdicts.get(key)
+            if found is None:
+                return item
+            index = seen.get(key, 0)
+            seen[key] = index + 1
+            # an occurrence the planning walk did not see (a file added since) is a repeat
+            verdict = found[index] if index < len(found) else None
+            if verdict is None:
+                return None
+            return replace(item, conflict=verdict) if verdict else item
+
+        return apply
 
 
 def _item_key(item: ImageItem) -> tuple[str, str]:
@@ -207,26 +224,25 @@ def _candidates(
 
 def _resolve(
     candidates: list[_Candidate], reserved: Mapping[str, str]
-) -> dict[tuple[str, str], str | None]:
+) -> dict[tuple[str, str], list[str | None]]:
     """Decide, in listing order, which candidates repeat and which may not write."""
     images: dict[str, Path] = {}
     for candidate in candidates:
         images.setdefault(candidate.image, candidate.item.path)
     seen: set[str] = set()
     owners: dict[str, Path] = {}
-    verdicts: dict[tuple[str, str], str | None] = {}
+    verdicts: dict[tuple[str, str], list[str | None]] = {}
     for candidate in candidates:
-        key = _item_key(candidate.item)
+        found = verdicts.setdefault(_item_key(candidate.item), [])
         if candidate.identity in seen:
-            verdicts[key] = None
+            found.append(None)
             continue
         seen.add(candidate.identity)
         reason = _conflict(candidate, owners, images, reserved)
-        if reason is not None:
-            verdicts[key] = reason
-            continue
-        for _, _, folded in candidate.outputs:
-            owners[folded] = candidate.item.path
+        found.append(reason if reason is not None else PROCESS)
+        if reason is None:
+            for _, _, folded in candidate.outputs:
+                owners[folded] = candidate.item.path
     return verdicts
 
 

@@ -737,10 +737,10 @@ class RayBatchRun(BatchRun):
 
     def _plan(self) -> list[ImageItem]:
         """Plan the outputs, report conflicts, count done images, return the images to tag."""
-        plan = self.prepare()
+        apply = self.prepare().walker()
         todo: list[ImageItem] = []  # targets are computed again when writing: less memory
         for listed in self.items():
-            item = plan.apply(listed)
+            item = apply(listed)
             if item is None:  # named again by another input: tagged once
                 continue
             self.summary.found += 1

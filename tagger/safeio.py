@@ -38,7 +38,8 @@ from tagger.errors import OutputError, TextEncodingError
 TMP_SUFFIX = ".tagger-tmp"
 UTF8_BOM = b"\xef\xbb\xbf"
 _NAME_ROOM = 200  # bytes of the target's name kept in the temporary name (names are <= 255)
-_DIR_FDS = os.open in os.supports_dir_fd and os.replace in os.supports_dir_fd
+# os.replace is renameat(2) where os.rename is (supports_dir_fd lists only os.rename)
+_DIR_FDS = {os.open, os.rename, os.stat, os.unlink} <= os.supports_dir_fd
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -148,7 +149,8 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
 def _existing(path: Path, dir_fd: int | None) -> os.stat_result | None:
     """``lstat`` of the target, or None when there is none; refuses links and folders."""
     try:
-        info = os.lstat(path.name if dir_fd is not None else path, dir_fd=dir_fd)
+        where = path.name if dir_fd is not None else path
+        info = os.stat(where, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
     if stat.S_ISLNK(info.st_mode):
@@ -388,11 +390,10 @@ def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
         if Path(path).is_symlink():  # ELOOP from O_NOFOLLOW
             raise link_error(path) from None
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
-    handle = os.fdopen(fd, "rb")
     if stat.S_ISDIR(os.fstat(fd).st_mode):
-        handle.close()
+        os.close(fd)
         raise OutputError(os.fspath(path), "is a folder, not a file")
-    return handle
+    return os.fdopen(fd, "rb")
 
 
 def read_bytes_nofollow(path: str | os.PathLike[str]) -> bytes | None:
