@@ -86,3 +86,31 @@ def clipcap_dir(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path) -> Pat
     from tiny_caption import make_clipcap_dir
 
     return make_clipcap_dir(tmp_path_factory.mktemp("captioners") / "tiny-clipcap", clip_dir)
+
+
+# -- CI's extras stages: a stage that runs nothing must fail ------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tagger")
+    group.addoption(
+        "--fail-on-skip",
+        action="store_true",
+        help="Fail the run when a test is skipped or none passed (CI's extras stages: their "
+        "extra is installed, so every test of the stage must run).",
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not session.config.getoption("--fail-on-skip") or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    stats = reporter.stats if reporter is not None else {}
+    skipped = [report.nodeid for report in stats.get("skipped", [])]
+    passed = len(stats.get("passed", []))
+    if skipped or not passed:
+        shown = "\n  ".join(skipped[:20]) or "(none)"
+        message = f"--fail-on-skip: {passed} passed, {len(skipped)} skipped:\n  {shown}"
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
