@@ -7,13 +7,15 @@ the standalone app and the tests share them.
 from __future__ import annotations
 
 import html
+import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tagger.batch import Summary, check_inputs, count_images
-from tagger.errors import OptionsError
+from tagger.errors import ModelFilesMissingError, OptionsError
 from tagger.options import BatchOptions, TagOptions, dump, parse
 from tagger.registry import ModelSpec, list_models, resolve_model
 from tagger.ui.host import Progress, RuntimeSettings
@@ -21,6 +23,11 @@ from tagger.ui.host import Progress, RuntimeSettings
 log = logging.getLogger("tagger")
 
 TAGGER_FAMILY = "wd14"
+#: The libraries each captioner family imports (all in the ``caption`` extra).
+CAPTIONER_LIBRARIES = {
+    "blip": ("torch", "transformers"),
+    "clipcap": ("torch", "transformers", "open_clip"),
+}
 
 
 @dataclass
@@ -39,16 +46,91 @@ def tagger_choices(settings: RuntimeSettings) -> list[str]:
     return [spec.key for spec in list_models(settings.models_dirs) if spec.family == TAGGER_FAMILY]
 
 
-def captioner_choices(settings: RuntimeSettings) -> list[str]:
-    """Names offered in the captioner picker: local captioner folders, then the registry's;
-    none when the captioning libraries (torch, transformers) are not installed."""
-    import importlib.util
+def library_available(name: str) -> bool:
+    """True when the top-level module ``name`` is imported already or can be found (without
+    importing it). A module set to None in ``sys.modules`` (a blocked import) or whose lookup
+    fails (an import hook refusing it, a broken install) counts as absent."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
+
+def missing_libraries(family: str) -> list[str]:
+    """The libraries a captioner family needs that are not available.
+
+    >>> missing_libraries("no-such-family") == [n for n in ("torch", "transformers")
+    ...     if not library_available(n)]
+    True
+    """
+    needed = CAPTIONER_LIBRARIES.get(family, CAPTIONER_LIBRARIES["blip"])
+    return [name for name in needed if not library_available(name)]
+
+
+def captioner_choices(settings: RuntimeSettings) -> list[str]:
+    """Names offered in the captioner picker: local captioner folders, then the registry's,
+    each only when the libraries its family imports are available (none without torch and
+    transformers: the tab then hides the picker and the caption box)."""
     from tagger.registry import list_captioners
 
-    if any(importlib.util.find_spec(name) is None for name in ("torch", "transformers")):
+    usable = {family: not missing_libraries(family) for family in CAPTIONER_LIBRARIES}
+    if not any(usable.values()):
         return []
-    return [spec.key for spec in list_captioners(settings.models_dirs)]
+    return [
+        spec.key
+        for spec in list_captioners(settings.models_dirs)
+        if usable.get(spec.family, not missing_libraries(spec.family))
+    ]
+
+
+def models_folders_text(settings: RuntimeSettings) -> str:
+    """The folders the tab looks for model folders in, for a message."""
+    folders = [str(folder) for folder in settings.models_dirs]
+    return ", ".join(folders) if folders else "(none configured)"
+
+
+def missing_reason(exc: BaseException) -> str:
+    """Why a download could not happen, in a few words."""
+    from tagger.hub import is_offline
+
+    if is_offline():
+        return "HF_HUB_OFFLINE is set"
+    cause = exc.__cause__
+    if cause is not None and str(cause):
+        return f"{type(cause).__name__}: {str(cause).splitlines()[0]}"
+    return "no network access"
+
+
+def missing_model_message(
+    kind: str, spec: ModelSpec, settings: RuntimeSettings, exc: BaseException
+) -> str:
+    """What to do in the tab when a registry model's files are neither on disk nor downloadable.
+
+    The core's message speaks of command-line flags; in the tab a model is a folder inside one
+    of the models folders (picked after "Refresh models"), or a download with network access.
+    """
+    from tagger.hub import hf_cache_dir
+
+    folders = models_folders_text(settings)
+    files = " and ".join(spec.files)
+    place = (
+        f"in a folder named {spec.key} inside one of the models folders ({folders}), "
+        "then press Refresh models and pick it"
+    )
+    if spec.repo_id is None:
+        return f"{kind} {spec.key!r} has no download: put {files} {place}."
+    source = f"https://huggingface.co/{spec.repo_id} (revision {spec.revision})"
+    if kind == "tagger":
+        put = f"put {files} from {source} {place}"
+    else:
+        put = f"save {source} as the README's Captioners section says, {place}"
+    cache = hf_cache_dir(settings.hf_cache) or "the Hugging Face cache (HF_HOME)"
+    return (
+        f"{kind} {spec.key!r} is not on disk and cannot be downloaded ({missing_reason(exc)}). "
+        f"Either {put}; or let it download once with network access, into {cache}."
+    )
 
 
 def load_tagger(name: str, settings: RuntimeSettings) -> Any:
@@ -58,13 +140,18 @@ def load_tagger(name: str, settings: RuntimeSettings) -> Any:
     spec: ModelSpec = resolve_model(name or settings.default_model, settings.models_dirs)
     if spec.family != TAGGER_FAMILY:
         raise OptionsError(f"{spec.key!r} is a {spec.family} model, not a tagger")
-    return get_tagger(
-        spec,
-        providers=settings.providers,
-        device_id=settings.device_id,
-        cache_dir=settings.hf_cache,
-        precision=settings.precision,
-    )
+    try:
+        return get_tagger(
+            spec,
+            providers=settings.providers,
+            device_id=settings.device_id,
+            cache_dir=settings.hf_cache,
+            precision=settings.precision,
+        )
+    except ModelFilesMissingError as exc:
+        if spec.path is not None:  # a local folder: the core's message names its files
+            raise
+        raise ModelFilesMissingError(missing_model_message("tagger", spec, settings, exc)) from exc
 
 
 def caption_image(image: Any, name: str, settings: RuntimeSettings) -> str:
@@ -72,16 +159,25 @@ def caption_image(image: Any, name: str, settings: RuntimeSettings) -> str:
     from tagger.captioners import get_captioner
     from tagger.captioners.common import torch_device_for
     from tagger.options import CaptionOptions
+    from tagger.registry import resolve_captioner
 
     options = CaptionOptions(half=settings.half)
-    captioner = get_captioner(
-        name,
-        device=torch_device_for(settings.providers),
-        device_id=settings.device_id,
-        half=options.half,
-        cache_dir=settings.hf_cache,
-        models_dirs=settings.models_dirs,
-    )
+    spec = resolve_captioner(name, settings.models_dirs)
+    try:
+        captioner = get_captioner(
+            spec,
+            device=torch_device_for(settings.providers),
+            device_id=settings.device_id,
+            half=options.half,
+            cache_dir=settings.hf_cache,
+            models_dirs=settings.models_dirs,
+        )
+    except ModelFilesMissingError as exc:
+        if spec.path is not None:
+            raise
+        raise ModelFilesMissingError(
+            missing_model_message("captioner", spec, settings, exc)
+        ) from exc
     return captioner.caption([image], options)[0]
 
 

@@ -74,7 +74,8 @@ def build_app(settings: RuntimeSettings, presets_dir: str | Path | None = None) 
     host, _ = standalone_host(settings, presets_dir)
     css = read_asset("style.css")
     with gr.Blocks(title="Tagger", css=css, analytics_enabled=False) as demo:
-        build_tagger_ui(host)
+        ui = build_tagger_ui(host)
+        ui.attach_page_load(demo)
         script = "() => {\n" + read_asset("javascript/tagger.js") + "\n}"
         demo.load(None, None, None, **{JS_KWARG: script})
     return demo

@@ -19,7 +19,7 @@ from typing import Any
 
 import gradio as gr
 
-from tagger.errors import TaggerError
+from tagger.errors import OptionsError, TaggerError
 from tagger.options import BatchOptions, TagOptions, dump
 from tagger.ui import actions
 from tagger.ui.form import FieldSpec, build_options, field_specs, to_widget
@@ -37,6 +37,8 @@ MCUT_KEYS = ("mcut_general", "mcut_character")
 MAIN_TAG_KEYS = THRESHOLD_KEYS + MCUT_KEYS
 #: Batch options tucked into a closed accordion (tuning, rarely changed).
 ADVANCED_BATCH_KEYS = ("batch_size", "workers", "max_pixels", "fast_decode")
+#: Batch options that name server paths (hidden with the input folder when the host says so).
+FOLDER_KEYS = ("output_dir", "jsonl")
 ROOT = Path(__file__).resolve().parents[2]
 #: How list and mapping fields are typed into a textbox.
 KIND_HINTS = {
@@ -50,11 +52,16 @@ def _supports(component: Any, argument: str) -> bool:
     return argument in inspect.signature(component.__init__).parameters
 
 
-def make_widget(spec: FieldSpec, prefix: str, value: Any = None) -> Any:
+def make_widget(spec: FieldSpec, prefix: str, value: Any = None, visible: bool = True) -> Any:
     """One Gradio widget for an option field (``elem_id`` = prefix + field name)."""
     value = to_widget(spec, spec.default if value is None else value)
     info = spec.description + KIND_HINTS.get(spec.kind, "")
-    common = {"label": spec.label, "elem_id": f"{prefix}{spec.key}", "info": info}
+    common = {
+        "label": spec.label,
+        "elem_id": f"{prefix}{spec.key}",
+        "info": info,
+        "visible": visible,
+    }
     if spec.kind == "slider":
         return gr.Slider(
             minimum=spec.minimum, maximum=spec.maximum, step=0.01, value=value, **common
@@ -143,18 +150,29 @@ class TaggerUI:
         return w
 
     def _build_batch(self) -> None:
-        """The batch panel: folder, count, batch options, Start / Interrupt, summary."""
+        """The batch panel: folder, count, batch options, Start / Interrupt, summary. When the
+        host disallows folders, the folder fields and the buttons are hidden and a note says
+        why (the handlers refuse too: a hidden field can still be sent)."""
         w = self.widgets
+        refused = self.host.folders_disabled
+        folders = not refused
+        w["folders_note"] = gr.Markdown(
+            f"Batch from folder is not available: {refused}." if refused else "",
+            visible=bool(refused),
+            elem_id="tagger_folders_note",
+        )
         w["input_dir"] = gr.Textbox(
             label="Input folder",
             placeholder="path/to/images",
+            visible=folders,
             elem_id="tagger_input_dir",
         )
         w["count"] = gr.Markdown("", elem_id="tagger_count")
         with gr.Group(elem_id="tagger_batch_options"):
             for spec in self.batch_specs:
                 if spec.key not in ADVANCED_BATCH_KEYS:
-                    self.batch_widgets[spec.key] = make_widget(spec, "tagger_batch_")
+                    visible = folders or spec.key not in FOLDER_KEYS
+                    self.batch_widgets[spec.key] = make_widget(spec, "tagger_batch_", None, visible)
         with gr.Accordion("Speed and limits", open=False, elem_id="tagger_batch_advanced"):
             for spec in self.batch_specs:
                 if spec.key in ADVANCED_BATCH_KEYS:
@@ -162,8 +180,10 @@ class TaggerUI:
         self.batch_widgets = {s.key: self.batch_widgets[s.key] for s in self.batch_specs}
         w["task_id"] = gr.Textbox(visible=False, elem_id="tagger_task_id")
         with gr.Row():
-            w["start"] = gr.Button("Start", variant="primary", elem_id="tagger_start")
-            w["stop"] = gr.Button("Interrupt", elem_id="tagger_interrupt")
+            w["start"] = gr.Button(
+                "Start", variant="primary", visible=folders, elem_id="tagger_start"
+            )
+            w["stop"] = gr.Button("Interrupt", visible=folders, elem_id="tagger_interrupt")
         w["batch_progress"] = gr.HTML("", elem_id="tagger_batch_progress")
         w["summary"] = gr.HTML("", elem_id="tagger_summary")
 
@@ -222,8 +242,10 @@ class TaggerUI:
             **copy,
         )
         if self.host.send_to is not None:
+            # What the send-to buttons paste: the prompt as the host reads it (Host.infotext).
+            w["paste_text"] = gr.Textbox(visible=False, elem_id="tagger_paste_text")
             with gr.Row(elem_id="tagger_send_to"):
-                self.host.send_to(w["prompt"], w["image"])
+                self.host.send_to(w["paste_text"], w["image"])
         w["caption"] = gr.Textbox(
             label="Caption",
             lines=2,
@@ -255,11 +277,18 @@ class TaggerUI:
             [w["image"], w["auto_interrogate"], w["model"], w["captioner"], *tag_inputs],
             results,
         )
+        if "paste_text" in w:
+            w["prompt"].change(
+                self.on_prompt_change,
+                [w["prompt"], w["model"], *(self.tag_widgets[key] for key in THRESHOLD_KEYS)],
+                [w["paste_text"]],
+                queue=False,
+            )
         count_inputs = [w["input_dir"], self.batch_widgets["recursive"]]
         for event in (w["input_dir"].blur, w["input_dir"].submit):
-            event(actions.count_text, count_inputs, [w["count"]], queue=False)
+            event(self.on_count, count_inputs, [w["count"]], queue=False)
         self.batch_widgets["recursive"].change(
-            actions.count_text, count_inputs, [w["count"]], queue=False
+            self.on_count, count_inputs, [w["count"]], queue=False
         )
         batch = self.host.wrap_gpu(self.on_batch, 2)
         self._batch = batch
@@ -272,7 +301,7 @@ class TaggerUI:
         w["stop"].click(self.on_interrupt, [], [], queue=False)
         unload = self.host.wrap_gpu(self.on_unload, 1)
         w["unload"].click(unload, [], [w["info"]])
-        w["refresh"].click(self.on_refresh, [], [w["model"], w["captioner"]], queue=False)
+        w["refresh"].click(self.on_refresh, [], self.refresh_outputs(), queue=False)
         option_outputs = [
             w["model"],
             w["captioner"],
@@ -293,6 +322,23 @@ class TaggerUI:
             [w["preset"], w["info"]],
         )
         w["preset_load"].click(self.on_preset_load, [w["preset"]], [*option_outputs, w["info"]])
+
+    def refresh_outputs(self) -> list[Any]:
+        """What "Refresh models" updates: the pickers and the caption box."""
+        w = self.widgets
+        return [w["model"], w["captioner"], w["caption"]]
+
+    def settings_driven(self) -> list[Any]:
+        """The widgets whose initial values come from the host's settings (default tagger and
+        captioner, default thresholds)."""
+        w = self.widgets
+        return [w["model"], w["captioner"], *(self.tag_widgets[key] for key in THRESHOLD_KEYS)]
+
+    def attach_page_load(self, blocks: Any) -> None:
+        """On every page load (a browser reload too), list the presets and models on disk now:
+        the page's first values were read when the tab was built. Call inside ``blocks``."""
+        w = self.widgets
+        blocks.load(self.on_page_load, [], [*self.refresh_outputs(), w["preset"]], queue=False)
 
     def _split(self, values: Sequence[Any]) -> tuple[TagOptions, BatchOptions]:
         """Tag and batch widget values, in that order, as option models."""
@@ -318,8 +364,37 @@ class TaggerUI:
             return [gr.update()] * 6
         return list(self._single(image, model, captioner, *tag_values))
 
+    def on_prompt_change(self, prompt: str, model: str, general: float, character: float) -> str:
+        """The send-to text for the prompt as it is now (edited or just interrogated)."""
+        text = prompt or ""
+        if self.host.infotext is None:
+            return text
+        parameters = {
+            "Tagger": str(model or ""),
+            "Tagger general threshold": f"{float(general):g}",
+            "Tagger character threshold": f"{float(character):g}",
+        }
+        return self.host.infotext(text, parameters)
+
+    def check_folders(self) -> None:
+        """Refuse folder work when the host disallows folders (raises OptionsError)."""
+        if self.host.folders_disabled:
+            raise OptionsError(f"batch from folder is not available: {self.host.folders_disabled}")
+
+    def on_count(self, folder: str, recursive: bool) -> str:
+        """The image count under the folder field (never raises)."""
+        try:
+            self.check_folders()
+        except OptionsError as exc:
+            return str(exc)
+        return actions.count_text(folder, recursive)
+
     def on_batch(self, task_id: str, folder: str, model: str, *values: Any) -> list[Any]:
         """Run a folder; outputs: the count line and the summary HTML."""
+        try:
+            self.check_folders()
+        except OptionsError as exc:
+            return [gr.update(), actions.error_html(exc)]
         progress = self.host.new_progress()
         self.current_progress = progress
         try:
@@ -367,14 +442,19 @@ class TaggerUI:
         count = unload_all()
         return [f"<div class='tagger_note'>Unloaded {count} model(s).</div>"]
 
-    def on_refresh(self) -> tuple[Any, Any]:
-        """Re-read the model folders."""
+    def on_refresh(self) -> tuple[Any, Any, Any]:
+        """Re-read the model folders (and whether the captioning libraries are there)."""
         settings = self.host.settings()
         captioners = actions.captioner_choices(settings)
         return (
             gr.update(choices=actions.tagger_choices(settings)),
             gr.update(choices=["", *captioners], visible=bool(captioners)),
+            gr.update(visible=bool(captioners)),
         )
+
+    def on_page_load(self) -> tuple[Any, ...]:
+        """``on_refresh`` and the preset list, for a page (re)load."""
+        return (*self.on_refresh(), gr.update(choices=list_presets(self.presets_dir)))
 
     def on_preset_save(
         self, name: str, model: str, captioner: str, auto: bool, *values: Any

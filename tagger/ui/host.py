@@ -8,7 +8,7 @@ standalone app (``tagger.ui.app``) each fill a ``Host`` and pass it in, as adeta
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,12 @@ class Host:
     interrupt: Callable[[], None] | None = None
     #: Create "Send to txt2img/img2img" buttons for a text (and image) component (webui only).
     send_to: Callable[[Any, Any], None] | None = None
+    #: The text the send-to buttons' text component holds for a prompt and the parameters that
+    #: made it (the webui reads it as an infotext); None: the prompt itself.
+    infotext: Callable[[str, Mapping[str, str]], str] | None = None
+    #: Why the tab may not name server folders ("" when it may): the batch panel's folder
+    #: fields are hidden and batch runs refused (the webui's ``--hide-ui-dir-config``).
+    folders_disabled: str = ""
     #: True inside the webui.
     is_webui: bool = False
     #: Show a batch's progress on the page by streaming updates (the standalone app; the webui

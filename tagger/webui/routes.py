@@ -1,8 +1,12 @@
-"""Mount the HTTP API on the webui's FastAPI app (``on_app_started``; also with ``--nowebui``).
+"""Mount the HTTP API on the webui's FastAPI app (``on_app_started``) when the webui serves its
+own API: with ``--api``, or ``--nowebui`` (the API alone).
 
-The routes hold the webui's ``queue_lock`` while a model runs and, when the webui was started with
-``--api-auth user:password[,user2:password2]``, require the same HTTP Basic credentials as the
-webui's own API.
+The webui calls ``on_app_started`` in every start, but creates its own API only with one of those
+flags (``webui.py``); the tagger's routes follow the same rule, so a webui started without them
+(``--listen --gradio-auth``, say) serves no tagger route: ``--gradio-auth`` covers only Gradio's
+own routes, never routes added to the app. The routes hold the webui's ``queue_lock`` while a
+model runs and, with ``--api-auth user:password[,user2:password2]``, require the same HTTP Basic
+credentials as the webui's own API.
 """
 
 from __future__ import annotations
@@ -63,6 +67,24 @@ def mount_api(app: Any, mount: Callable[..., Any] | None = None) -> bool:
     return True
 
 
-def on_app_started(demo: Any, app: Any) -> None:
-    """``script_callbacks.on_app_started``: mount the API (demo is None with ``--nowebui``)."""
-    mount_api(app)
+def served_to_network() -> bool:
+    """True when the webui's server may answer other machines: ``--listen``, ``--share``,
+    ``--ngrok`` or ``--server-name`` (the host's ``webui_is_non_local``), or ``--nowebui`` without
+    ``--server-name`` (its API server then binds every interface)."""
+    if compat.flag("webui_is_non_local", False):
+        return True
+    return bool(compat.flag("nowebui", False)) and not compat.flag("server_name")
+
+
+def on_app_started(demo: Any, app: Any) -> bool:
+    """``script_callbacks.on_app_started``: mount the API when the webui serves its own (demo is
+    None with ``--nowebui``); True when mounted."""
+    if not compat.api_enabled():
+        log.info("tagger: the HTTP API is not served: start the webui with --api to serve it")
+        return False
+    if not parse_api_auth(compat.flag("api_auth")) and served_to_network():
+        log.warning(
+            "tagger: the HTTP API is served to the network without credentials: "
+            "start the webui with --api-auth user:password to require them"
+        )
+    return mount_api(app)

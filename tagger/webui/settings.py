@@ -1,9 +1,15 @@
 """The "Tagger" section of the webui's Settings page, and the runtime settings read from it.
 
 Settings are read from ``shared.opts.data`` with the defaults below, so they work before the
-Settings page registers them (``--nowebui`` never builds it). The webui's own flags win where they
-apply: ``--use-cpu all|interrogate`` runs the models on the CPU, ``--device-id`` picks the GPU
-unless a Tagger device is set, ``--no-half`` / ``--precision full`` keep float32 models.
+Settings page registers them. The webui's own flags win where they apply: ``--use-cpu
+all|interrogate`` runs the models on the CPU, ``--device-id`` picks the GPU unless a Tagger device
+is set, ``--no-half`` / ``--precision full`` keep float32 models.
+
+Settings that name folders (models, Hugging Face cache, the folders the API may tag in) are
+protected as the webui protects its own: ``restrict_api`` (the webui's ``POST /sdapi/v1/options``
+leaves them unchanged: ``Options.set(..., is_api=True)`` refuses them), the host's ``hide_dirs``
+component arguments (hidden, and refused by ``Options.__setattr__``, under
+``--hide-ui-dir-config``) and the host's ``restricted_opts``.
 """
 
 from __future__ import annotations
@@ -35,23 +41,47 @@ class Setting:
     label: str
     widget: str = "auto"  # auto (from the default's type), slider, model, providers
     comment: str = ""
+    #: Names folders on the server: protected from the API and by ``--hide-ui-dir-config``.
+    folder: bool = False
+    #: Read when the tab is built: a change shows after the webui's "Reload UI".
+    tab_default: bool = False
+    #: Read by the HTTP API when it is mounted: a change reaches the API after a restart.
+    api_at_start: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("tagger_default_model", DEFAULT_MODEL, "Default tagger", "model"),
-    Setting("tagger_default_captioner", "", "Default captioner (empty: tags only)"),
-    Setting("tagger_general_threshold", 0.35, "Default general tag threshold", "slider"),
-    Setting("tagger_character_threshold", 0.85, "Default character tag threshold", "slider"),
+    Setting("tagger_default_model", DEFAULT_MODEL, "Default tagger", "model", tab_default=True),
+    Setting(
+        "tagger_default_captioner", "", "Default captioner (empty: tags only)", tab_default=True
+    ),
+    Setting(
+        "tagger_general_threshold",
+        0.35,
+        "Default general tag threshold",
+        "slider",
+        tab_default=True,
+    ),
+    Setting(
+        "tagger_character_threshold",
+        0.85,
+        "Default character tag threshold",
+        "slider",
+        tab_default=True,
+    ),
     Setting(
         "tagger_models_dir",
         "",
         "Extra models folder (one sub-folder a model)",
         comment="models/TaggerOnnx and the extension's models/ are always searched",
+        folder=True,
+        api_at_start=True,
     ),
     Setting(
         "tagger_hf_cache",
         "",
         "Hugging Face cache folder for downloaded models (empty: HF's default)",
+        folder=True,
+        api_at_start=True,
     ),
     Setting(
         "tagger_providers",
@@ -60,11 +90,13 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated for several)",
         "providers",
         comment="--use-cpu all or interrogate forces cpu",
+        api_at_start=True,
     ),
     Setting(
         "tagger_device_id",
         -1,
         "GPU index (-1: the webui's --device-id, else 0)",
+        api_at_start=True,
     ),
     Setting("tagger_batch_size", 0, "Batch size (0: 1 on CPU, 32 on GPU)"),
     Setting("tagger_unload_after_run", False, "Unload models after each run"),
@@ -72,20 +104,37 @@ SETTINGS: tuple[Setting, ...] = (
         "tagger_api_allowed_dirs",
         "",
         "Folders the API may tag in batch (one per line or ; separated; empty: none)",
+        folder=True,
+        api_at_start=True,
     ),
 )
 DEFAULTS = {setting.key: setting.default for setting in SETTINGS}
 
 
 def _component(setting: Setting) -> tuple[Any, Any]:
-    """(component, component_args) for one setting."""
+    """(component, component_args) for one setting; folder settings get the host's
+    ``hide_dirs`` (the same dict object, as the webui's own folder settings do)."""
     import gradio as gr
 
     if setting.widget == "slider":
         return gr.Slider, {"minimum": 0.0, "maximum": 1.0, "step": 0.01}
     if setting.widget == "model":
         return gr.Dropdown, lambda: {"choices": model_choices()}
+    if setting.folder:
+        return None, compat.hide_dirs()
     return None, None
+
+
+def comment_html(setting: Setting) -> str:
+    """The grey note after a setting's label."""
+    notes = [setting.comment] if setting.comment else []
+    if setting.tab_default:
+        notes.append("the tab shows it after Reload UI")
+    if setting.api_at_start:
+        notes.append("the HTTP API reads it at start and at Reload UI")
+    if setting.folder:
+        notes.append("not changeable through the webui's API; hidden by --hide-ui-dir-config")
+    return "".join(f"<span class='info'>({note})</span>" for note in notes)
 
 
 def model_choices() -> list[str]:
@@ -106,11 +155,12 @@ def register_settings() -> None:
             component,
             component_args,
             section=SECTION,
-            comment_after=f"<span class='info'>({setting.comment})</span>"
-            if setting.comment
-            else "",
+            comment_after=comment_html(setting),
+            restrict_api=setting.folder,
         )
         opts.add_option(setting.key, info)
+        if setting.folder:
+            compat.restrict_folder_option(setting.key)
 
 
 def value(key: str) -> Any:

@@ -4,6 +4,13 @@ Model work runs through the host's ``wrap_gradio_gpu_call`` (its queue lock, job
 and timing HTML). A batch reports to ``shared.state`` (job count, job number, current file) so the
 webui's progress bar shows it, and the webui's Interrupt (``state.interrupted``) sets the engine's
 cancel event: the run stops after the current model batch, with everything written kept.
+
+The host's ``ui-config.json`` (``modules/ui_loadsave.py``) records the first value of every
+labelled component at the first start and sets it on every later start, over what the code
+built. The widgets whose defaults come from the Tagger settings (default tagger, captioner and
+thresholds) are marked ``do_not_save_to_config``, the host's way to leave a component out of that
+file, so the Settings page decides what the tab shows. Under ``--hide-ui-dir-config`` the batch
+panel's folder fields are hidden and batch runs refused, as the webui's own batch tabs do.
 """
 
 from __future__ import annotations
@@ -64,22 +71,39 @@ def interrupt() -> None:
 
 def webui_host() -> Host:
     """The Host the shared UI gets inside the webui."""
+    hidden = "the webui was started with --hide-ui-dir-config" if compat.folders_hidden() else ""
     return Host(
         settings=settings.runtime_settings,
         wrap_gpu=wrap_gpu,
         new_progress=StateProgress,
         interrupt=interrupt,
         send_to=compat.send_to_buttons,
+        infotext=compat.paste_infotext,
         is_webui=True,
+        folders_disabled=hidden,
     )
 
 
-def on_ui_tabs() -> list[tuple[Any, str, str]]:
-    """Build the Tagger tab (``script_callbacks.on_ui_tabs``)."""
+def keep_out_of_ui_config(components: Sequence[Any]) -> None:
+    """Mark components so the host's ``ui-config.json`` neither records nor restores them."""
+    for component in components:
+        component.do_not_save_to_config = True
+
+
+def build_tab() -> tuple[Any, Any]:
+    """The tab's Blocks and its builder (``TaggerUI``)."""
     import gradio as gr
 
     from tagger.ui.blocks import build_tagger_ui
 
     with gr.Blocks(analytics_enabled=False) as block:
-        build_tagger_ui(webui_host())
+        ui = build_tagger_ui(webui_host())
+        keep_out_of_ui_config(ui.settings_driven())
+        ui.attach_page_load(block)
+    return block, ui
+
+
+def on_ui_tabs() -> list[tuple[Any, str, str]]:
+    """Build the Tagger tab (``script_callbacks.on_ui_tabs``)."""
+    block, _ = build_tab()
     return [(block, "Tagger", "tagger")]

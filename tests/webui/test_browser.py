@@ -1,37 +1,24 @@
 """The standalone app in headless Chromium (Debian's chromium, driven by Playwright): upload an
-image, interrogate, see the tags, click one into the exclude list, run a batch over a folder."""
+image, interrogate, see the tags, click one into the exclude list, run a batch over a folder;
+the captioner picker hidden when the captioning libraries cannot be imported."""
 
 from __future__ import annotations
 
 import os
-import socket
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import chromium
 import pytest
+from conftest import REPO
 from tiny import make_image
 
 pytest.importorskip("gradio")
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("TAGGER_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no {CHROMIUM}")
-
-
-def free_port() -> int:
-    """A port nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not chromium.available(), reason=f"no {chromium.CHROMIUM}")
 
 
 @pytest.fixture
@@ -40,7 +27,7 @@ def app_url(model_dir: Path, tmp_path: Path) -> Iterator[str]:
     from tagger.ui.app import launch
     from tagger.ui.host import RuntimeSettings
 
-    port = free_port()
+    port = chromium.free_port()
     settings = RuntimeSettings(default_model="tiny-v3", models_dirs=[model_dir.parent])
     demo = launch(settings, port=port, presets_dir=tmp_path / "presets", block=False)
     try:
@@ -52,20 +39,8 @@ def app_url(model_dir: Path, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def page(app_url: str) -> Iterator[object]:
     """A Chromium page on the app."""
-    with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(app_url)
-        page.wait_for_selector("#tagger_interrogate", timeout=60_000)
-        page.wait_for_function("window.tagger_loaded === true", timeout=30_000)
+    with chromium.open_page(app_url, "#tagger_interrogate") as page:
         yield page
-        shots = os.environ.get("TAGGER_SCREENSHOTS")
-        if shots:
-            page.screenshot(path=str(Path(shots) / "tagger_end.png"), full_page=True)
-        browser.close()
-        assert errors == []
 
 
 def test_interrogate_and_batch_in_the_browser(page, tmp_path: Path, model_dir: Path) -> None:
@@ -81,6 +56,7 @@ def test_interrogate_and_batch_in_the_browser(page, tmp_path: Path, model_dir: P
         [Image.open(image_path).convert("RGB")], TagOptions()
     )[0]
     page.set_input_files("#tagger_image input[type=file]", str(image_path))
+    page.wait_for_selector("#tagger_image img", timeout=30_000)  # the upload is done
     page.click("#tagger_interrogate")
     prompt = page.locator("#tagger_prompt textarea")
     page.wait_for_function(
@@ -126,3 +102,44 @@ def test_interrogate_and_batch_in_the_browser(page, tmp_path: Path, model_dir: P
     for i in range(3):
         caption = (folder / f"b{i}.txt").read_text(encoding="utf-8")
         assert first_tag.replace("_", " ") not in caption.strip().split(", ")
+
+
+#: Imported before anything else in the subprocess: the captioning libraries cannot be imported.
+BLOCKER = textwrap.dedent(
+    """
+    import sys
+
+    class BlockCaptioningLibraries:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"torch", "transformers", "open_clip"}:
+                raise ImportError(f"blocked: {name}")
+            return None
+
+    sys.meta_path.insert(0, BlockCaptioningLibraries())
+    """
+)
+
+
+def test_captioner_hidden_without_captioning_libraries(model_dir: Path, tmp_path: Path) -> None:
+    """``tagger ui`` in a process where torch, transformers and open_clip cannot be imported:
+    neither the captioner picker nor the caption box is on the page."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCKER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(REPO)])}
+    check = [sys.executable, "-c", "import torch"]
+    blocked = subprocess.run(check, env=env, capture_output=True, text=True, check=False)
+    assert "blocked: torch" in blocked.stderr
+    port = chromium.free_port()
+    command = [sys.executable, "-m", "tagger", "ui", "--port", str(port)]
+    command += ["--models-dir", str(model_dir.parent), "--model", model_dir.name]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = chromium.wait_for_server(f"http://127.0.0.1:{port}/", server)
+        with chromium.open_page(url, "#tagger_interrogate") as page:
+            assert page.locator("#tagger_model").is_visible()
+            assert page.locator("#tagger_captioner").is_visible() is False
+            assert page.locator("#tagger_caption").is_visible() is False
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode("utf-8", "replace")
+    assert "Traceback" not in output, output

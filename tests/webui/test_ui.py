@@ -331,3 +331,115 @@ def test_preset_buttons_save_and_restore_every_widget(tmp_path) -> None:
     assert "Loaded preset" in loaded[-1]
     bad = ui.on_preset_load("nope")
     assert "does not exist" in bad[-1]
+
+
+def test_captioners_are_offered_only_with_their_libraries(monkeypatch) -> None:
+    import importlib.util
+    import sys
+
+    from tagger.registry import list_captioners
+    from tagger.ui.actions import captioner_choices
+    from tagger.ui.host import RuntimeSettings
+
+    settings = RuntimeSettings(models_dirs=[])
+    every = [spec.key for spec in list_captioners([])]
+    blip = [spec.key for spec in list_captioners([]) if spec.family == "blip"]
+    if all(importlib.util.find_spec(n) for n in ("torch", "transformers", "open_clip")):
+        assert captioner_choices(settings) == every
+        monkeypatch.setitem(sys.modules, "open_clip", None)  # a blocked import
+        assert captioner_choices(settings) == blip
+        monkeypatch.delitem(sys.modules, "open_clip")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert captioner_choices(settings) == []
+
+
+def test_a_library_whose_lookup_fails_counts_as_absent(monkeypatch) -> None:
+    import sys
+
+    from tagger.ui.actions import library_available
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tagger_test_refused":
+                raise ImportError(f"blocked: {name}")
+            return
+
+    monkeypatch.setattr(sys, "meta_path", [Refuse(), *sys.meta_path])
+    assert library_available("tagger_test_refused") is False
+    assert library_available("json") is True
+    assert library_available("tagger_test_not_installed_anywhere") is False
+
+
+def test_offline_tagger_error_speaks_of_the_tab(tmp_path: Path) -> None:
+    from tagger.errors import ModelFilesMissingError
+    from tagger.ui.actions import load_tagger
+    from tagger.ui.host import RuntimeSettings
+
+    models = tmp_path / "models"
+    settings = RuntimeSettings(models_dirs=[models], hf_cache=str(tmp_path / "hf"))
+    with pytest.raises(ModelFilesMissingError) as error:
+        load_tagger("wd-vit-tagger-v3", settings)
+    assert str(error.value) == (
+        "tagger 'wd-vit-tagger-v3' is not on disk and cannot be downloaded (HF_HUB_OFFLINE is "
+        "set). Either put model.onnx and selected_tags.csv from "
+        "https://huggingface.co/SmilingWolf/wd-vit-tagger-v3 (revision main) in a folder named "
+        f"wd-vit-tagger-v3 inside one of the models folders ({models}), then press Refresh "
+        f"models and pick it; or let it download once with network access, into {tmp_path / 'hf'}."
+    )
+    assert "--model" in str(error.value.__cause__)  # the core's message, kept as the cause
+
+
+def test_offline_captioner_error_speaks_of_the_tab(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    from tagger.errors import ModelFilesMissingError
+    from tagger.ui.actions import caption_image
+    from tagger.ui.host import RuntimeSettings
+
+    settings = RuntimeSettings(models_dirs=[tmp_path / "m"], hf_cache=str(tmp_path / "hf"))
+    image = Image.new("RGB", (32, 32))
+    with pytest.raises(ModelFilesMissingError) as error:
+        caption_image(image, "blip-base", settings)
+    text = str(error.value)
+    assert text.startswith("captioner 'blip-base' is not on disk and cannot be downloaded")
+    assert (
+        f"in a folder named blip-base inside one of the models folders ({tmp_path / 'm'})" in text
+    )
+    assert "press Refresh models" in text
+    assert "--model" not in text
+    with pytest.raises(ModelFilesMissingError) as error:
+        caption_image(image, "clipcap-coco", settings)
+    assert str(error.value) == (
+        "captioner 'clipcap-coco' has no download: put coco_weights.pt in a folder named "
+        f"clipcap-coco inside one of the models folders ({tmp_path / 'm'}), then press Refresh "
+        "models and pick it."
+    )
+
+
+def test_refresh_shows_the_captioner_only_with_its_libraries(monkeypatch, tmp_path) -> None:
+    gr = pytest.importorskip("gradio")
+    import sys
+
+    from tagger.ui.actions import captioner_choices
+    from tagger.ui.app import standalone_host
+    from tagger.ui.blocks import TaggerUI
+    from tagger.ui.host import RuntimeSettings
+
+    host, _ = standalone_host(RuntimeSettings(models_dirs=[]), tmp_path / "presets")
+    with gr.Blocks():
+        ui = TaggerUI(host)
+        ui.build()
+    shown = bool(captioner_choices(RuntimeSettings(models_dirs=[])))
+    _, captioner, caption = ui.on_refresh()
+    assert (captioner["visible"], caption["visible"]) == (shown, shown)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    _, captioner, caption = ui.on_refresh()
+    assert (captioner["visible"], caption["visible"], captioner["choices"]) == (False, False, [""])
+    *_, presets = ui.on_page_load()
+    assert presets["choices"] == []
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "copied.json").write_text("{}")
+    *_, presets = ui.on_page_load()
+    assert presets["choices"] == ["copied"]
