@@ -28,7 +28,6 @@ import glob
 import os
 import struct
 import sys
-import sysconfig
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,12 +206,8 @@ def expand_origin(paths: str, origin: str) -> list[str]:
 
 
 def site_packages() -> list[str]:
-    """This interpreter's ``site-packages`` folders (purelib and platlib), existing ones."""
+    """The ``site-packages`` folders this interpreter imports from (on ``sys.path``)."""
     found = []
-    for key in ("purelib", "platlib"):
-        folder = sysconfig.get_paths().get(key)
-        if folder and os.path.isdir(folder) and folder not in found:
-            found.append(folder)
     for folder in sys.path:
         wanted = folder.endswith(("site-packages", "dist-packages")) and folder not in found
         if wanted and os.path.isdir(folder):
