@@ -49,41 +49,59 @@ CUDA12_LIBS = (
 )
 
 
+#: What each row installs: (onnxruntime requirement, gpu-libs wheels).
+INSTALLS = {
+    "cuda11": ("onnxruntime-gpu==1.18.1", ()),
+    "cuda12-cudnn8": ("onnxruntime-gpu==1.23.2", CUDNN9),
+    "cuda12-cudnn9": ("onnxruntime-gpu==1.23.2", ()),
+    "cuda12.8-cudnn9": ("onnxruntime-gpu==1.26.0", ()),
+    "cuda13": ("onnxruntime-gpu==1.31.1", ()),
+    "cuda13-py310": ("onnxruntime-gpu==1.23.2", CUDA12_LIBS),
+    "rocm": ("onnxruntime>=1.17", ()),
+    "cpu": ("onnxruntime>=1.17", ()),
+    "macos": ("onnxruntime>=1.17", ()),
+    "unknown-cuda": ("onnxruntime>=1.17", ()),
+}
+P310, P311, P313 = (3, 10), (3, 11), (3, 13)
+
+
 @pytest.mark.parametrize(
-    ("torch", "key", "onnxruntime", "gpu_libs"),
+    ("torch", "key"),
     [
         # AUTOMATIC1111 1.10.1 and Forge: CUDA 12.1, cuDNN 8.9, Python 3.10
-        (TorchBuild("2.1.2+cu121", "12.1", 8902), "cuda12-cudnn8", "onnxruntime-gpu==1.23.2", CUDNN9),
-        (TorchBuild("2.3.1+cu121", "12.1", 8902), "cuda12-cudnn8", "onnxruntime-gpu==1.23.2", CUDNN9),
-        (TorchBuild("2.3.1+cu121", "12.1", None), "cuda12-cudnn8", "onnxruntime-gpu==1.23.2", CUDNN9),
+        (TorchBuild("2.1.2+cu121", "12.1", 8902), "cuda12-cudnn8"),
+        (TorchBuild("2.3.1+cu121", "12.1", 8902), "cuda12-cudnn8"),
+        (TorchBuild("2.3.1+cu121", "12.1", None), "cuda12-cudnn8"),
         # CUDA 12 with cuDNN 9 below 12.8, or on Python 3.10
-        (TorchBuild("2.5.1+cu124", "12.4", None), "cuda12-cudnn9", "onnxruntime-gpu==1.23.2", ()),
-        (TorchBuild("2.7.1", "12.6", 90501, python=(3, 11)), "cuda12-cudnn9", "onnxruntime-gpu==1.23.2", ()),
-        (TorchBuild("2.8.0", "12.8", 91002, python=(3, 10)), "cuda12-cudnn9", "onnxruntime-gpu==1.23.2", ()),
+        (TorchBuild("2.5.1+cu124", "12.4", None), "cuda12-cudnn9"),
+        (TorchBuild("2.7.1", "12.6", 90501, python=P311), "cuda12-cudnn9"),
+        (TorchBuild("2.8.0", "12.8", 91002, python=P310), "cuda12-cudnn9"),
         # newer Forge builds: CUDA 12.8
-        (TorchBuild("2.7.1+cu128", "12.8", 90701, python=(3, 11)), "cuda12.8-cudnn9", "onnxruntime-gpu==1.26.0", ()),
-        (TorchBuild("2.8.0", "12.9", 91002, python=(3, 13)), "cuda12.8-cudnn9", "onnxruntime-gpu==1.26.0", ()),
+        (TorchBuild("2.7.1+cu128", "12.8", 90701, python=P311), "cuda12.8-cudnn9"),
+        (TorchBuild("2.8.0", "12.9", 91002, python=P313), "cuda12.8-cudnn9"),
         # CUDA 13
-        (TorchBuild("2.14.1+cu130", "13.0", 92400, python=(3, 11)), "cuda13", "onnxruntime-gpu==1.31.1", ()),
-        (TorchBuild("2.9.1+cu130", "13.0", 91300, python=(3, 10)), "cuda13-py310", "onnxruntime-gpu==1.23.2", CUDA12_LIBS),
+        (TorchBuild("2.14.1+cu130", "13.0", 92400, python=P311), "cuda13"),
+        (TorchBuild("2.9.1+cu130", "13.0", 91300, python=P310), "cuda13-py310"),
         # CUDA 11.8
-        (TorchBuild("2.1.2+cu118", "11.8", 8700), "cuda11", "onnxruntime-gpu==1.18.1", ()),
-        (TorchBuild("2.1.2+cu118", "11.8", None), "cuda11", "onnxruntime-gpu==1.18.1", ()),
+        (TorchBuild("2.1.2+cu118", "11.8", 8700), "cuda11"),
+        (TorchBuild("2.1.2+cu118", "11.8", None), "cuda11"),
         # the rest: the CPU package
-        (TorchBuild("2.3.1+rocm6.0", None, None, hip="6.0.32830"), "rocm", "onnxruntime>=1.17", ()),
-        (TorchBuild("2.3.1+cpu"), "cpu", "onnxruntime>=1.17", ()),
-        (TorchBuild(None), "cpu", "onnxruntime>=1.17", ()),
-        (TorchBuild("2.3.1", system="Darwin", machine="arm64"), "macos", "onnxruntime>=1.17", ()),
-        (TorchBuild("3.0.0+cu140", "14.0", 100000), "unknown-cuda", "onnxruntime>=1.17", ()),
-        (TorchBuild("2.8.0", "12.8", 91002, machine="aarch64"), "unknown-cuda", "onnxruntime>=1.17", ()),
-        (TorchBuild("2.1.2+cu118", "11.8", 8700, python=(3, 13)), "unknown-cuda", "onnxruntime>=1.17", ()),
+        (TorchBuild("2.3.1+rocm6.0", None, None, hip="6.0.32830"), "rocm"),
+        (TorchBuild("2.3.1+cpu"), "cpu"),
+        (TorchBuild(None), "cpu"),
+        (TorchBuild("2.3.1", system="Darwin", machine="arm64"), "macos"),
+        (TorchBuild("3.0.0+cu140", "14.0", 100000), "unknown-cuda"),
+        (TorchBuild("2.8.0", "12.8", 91002, machine="aarch64"), "unknown-cuda"),
+        (TorchBuild("2.1.2+cu118", "11.8", 8700, python=P313), "unknown-cuda"),
     ],
-)  # fmt: skip
-def test_decision_table_rows(
-    torch: TorchBuild, key: str, onnxruntime: str, gpu_libs: tuple
-) -> None:
+)
+def test_decision_table_rows(torch: TorchBuild, key: str) -> None:
     row = choose(torch)
-    assert (row.key, row.onnxruntime, row.gpu_libs) == (key, onnxruntime, gpu_libs)
+    assert (row.key, row.onnxruntime, row.gpu_libs) == (key, *INSTALLS[key])
+
+
+def test_every_row_is_listed() -> None:
+    assert sorted(r.key for r in ort_table.ROWS) == sorted(INSTALLS)
 
 
 def test_windows_uses_the_same_cuda_rows() -> None:
@@ -93,9 +111,18 @@ def test_windows_uses_the_same_cuda_rows() -> None:
 
 @pytest.mark.parametrize(
     ("version", "family"),
-    [("1.17.0", (11, 8)), ("1.18.1", (11, 8)), ("1.19.0", (12, 9)), ("1.23.2", (12, 9)),
-     ("1.26.0", (12, 9)), ("1.27.0", (13, 9)), ("1.31.1", (13, 9)), ("1.16.3", None), ("1.40.0", None)],
-)  # fmt: skip
+    [
+        ("1.17.0", (11, 8)),
+        ("1.18.1", (11, 8)),
+        ("1.19.0", (12, 9)),
+        ("1.23.2", (12, 9)),
+        ("1.26.0", (12, 9)),
+        ("1.27.0", (13, 9)),
+        ("1.31.1", (13, 9)),
+        ("1.16.3", None),
+        ("1.40.0", None),
+    ],
+)
 def test_build_families(version: str, family: tuple | None) -> None:
     build = ort_table.build_of(version)
     assert (build and (build.cuda_major, build.cudnn_major)) == family
@@ -162,7 +189,8 @@ def test_every_host_was_proven_with_its_rows_choice(evidence: dict) -> None:
         assert result["undefined_count"] == 0
         for name, lib in result["libraries"].items():
             if name != gpulibs.DRIVER_LIBRARY:
-                assert lib["path"] and lib["soname"] == name, (result["host"], name)
+                assert lib["path"], (result["host"], name)
+                assert lib["soname"] == name, (result["host"], name)
                 assert gpulibs.soname_major(lib["soname"]) == gpulibs.soname_major(name)
 
 
@@ -318,7 +346,7 @@ def test_gpu_libs_folder_completes_the_set(provider: tuple[Path, Path], tmp_path
 @needs_gcc
 @linux
 def test_the_providers_runpath_is_searched_first(provider: tuple[Path, Path]) -> None:
-    library, site = provider
+    library, _ = provider
     compile_library(library.parent / "libcudnn.so.9", "libcudnn.so.9")  # beside it: $ORIGIN
     check = gpulibs.check_provider(library, dirs=[], loaded={})
     cudnn = check.resolved[check.needed.index("libcudnn.so.9")]
@@ -504,8 +532,8 @@ def diagnosed(
 
 def test_diagnose_a_cuda13_build_on_a_cuda12_torch(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("TAGGER_GPU_LIBS", str(tmp_path))
-    report = diagnosed("cuda12-cudnn8", "onnxruntime-gpu", "1.31.1",
-                       ["libcublasLt.so.13", "libcublas.so.13", "libcudart.so.13", "libcudnn.so.9"])  # fmt: skip
+    missing = ["libcublasLt.so.13", "libcublas.so.13", "libcudart.so.13", "libcudnn.so.9"]
+    report = diagnosed("cuda12-cudnn8", "onnxruntime-gpu", "1.31.1", missing)
     py = sys.executable
     assert report.problems == [
         "the CUDA provider of onnxruntime-gpu 1.31.1 (built for CUDA 13 / cuDNN 9) cannot load: "
@@ -546,3 +574,85 @@ def test_diagnose_no_onnxruntime() -> None:
     report = diagnosed("cuda11", None, None, [], [])
     assert report.problems == ["onnxruntime is not installed"]
     assert report.fix == f'{sys.executable} -m pip install "onnxruntime-gpu==1.18.1"'
+
+
+# -- the runtime's error when the CUDA provider is missing or cannot start ------------------------
+def test_requesting_cuda_on_the_cpu_package_names_the_fix(tmp_path: Path) -> None:
+    import onnxruntime
+
+    from tagger.errors import ProviderError
+    from tagger.runtime import create_session
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(ProviderError) as info:
+        create_session(tmp_path / "model.onnx", "cuda")
+    message = str(info.value)
+    assert message.startswith("execution provider 'cuda' was requested but this onnxruntime")
+    py = sys.executable
+    torch = ort_table.torch_build()
+    if torch.cuda_major:
+        wanted = choose(torch).onnxruntime
+        assert (
+            f'Fix: {py} -m pip uninstall -y onnxruntime && {py} -m pip install "{wanted}"'
+            in message
+        )
+    else:
+        assert "torch here is not a CUDA build" in message
+        fix = f'{py} -m pip install "onnxruntime-gpu[cuda,cudnn]"'
+        assert f"Fix: {py} -m pip uninstall -y onnxruntime && {fix}" in message
+    assert message.endswith("(details: tagger doctor)")
+
+
+FAKE_ORT_SESSIONS = (
+    FAKE_ORT
+    + '''
+class SessionOptions:
+    def add_session_config_entry(self, key, value):
+        pass
+
+class GraphOptimizationLevel:
+    ORT_ENABLE_ALL = 99
+
+class InferenceSession:
+    """onnxruntime-gpu 1.23.2 without cuDNN 9: the CUDA provider does not start."""
+    def __init__(self, path, sess_options=None, providers=None, provider_options=None):
+        pass
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+'''
+)
+
+
+@needs_gcc
+@linux
+def test_a_cuda_provider_that_cannot_start_names_the_missing_library_and_the_fix(
+    provider: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, site = provider
+    (site / "onnxruntime" / "__init__.py").write_text(FAKE_ORT_SESSIONS)
+    (site / "onnxruntime_gpu-1.23.2.dist-info").mkdir()
+    (site / "onnxruntime_gpu-1.23.2.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: onnxruntime-gpu\nVersion: 1.23.2\n"
+    )
+    (site / "torch").mkdir()
+    (site / "torch" / "__init__.py").write_text(FAKE_TORCH)
+    gpu_libs = tmp_path / "gpu-libs"
+    code = """
+        import json
+        from tagger.errors import ProviderError
+        from tagger.runtime import create_session
+        try:
+            create_session("model.onnx", "cuda")
+        except ProviderError as exc:
+            print(json.dumps(str(exc)))
+    """
+    message = run_doctor(site, gpu_libs, code)
+    assert message.startswith("cuda could not start")
+    assert (
+        "the CUDA provider of onnxruntime-gpu 1.23.2 (built for CUDA 12 / cuDNN 9) cannot load: "
+        "libcudnn.so.9 not found. Fix: "
+        f'{sys.executable} -m pip install --target "{gpu_libs}" --no-deps --upgrade '
+        '"nvidia-cudnn-cu12==9.1.0.70" (details: tagger doctor)'
+    ) in message
+    assert message.endswith("Fix the GPU libraries or choose --device cpu.")
