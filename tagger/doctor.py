@@ -207,14 +207,17 @@ def preload_cuda(ort: ModuleType) -> gpulibs.ProviderCheck | None:
 
 
 def fix_command(
-    row: ort_table.Row, *, remove: tuple[str, ...] = (), libs_only: bool = False
+    row: ort_table.Row,
+    *,
+    remove: tuple[str, ...] = (),
+    libs_only: bool = False,
+    extra_libs: list[str] | tuple[str, ...] = (),
 ) -> str:
     """The one shell command that installs ``row`` (after removing ``remove``), with this
-    interpreter's pip. ``libs_only``: only the row's gpu-libs step.
-
-    """
+    interpreter's pip. ``libs_only``: only the gpu-libs step (the row's wheels and
+    ``extra_libs``)."""
     python = shlex.quote(sys.executable)
-    commands = ort_table.install_commands(row, str(gpulibs.gpu_libs_dir()))
+    commands = ort_table.install_commands(row, str(gpulibs.gpu_libs_dir()), extra_libs)
     if libs_only:
         commands = commands[1:]
     steps = [f"{python} -m pip uninstall -y {' '.join(remove)}"] if remove else []
@@ -342,15 +345,15 @@ def diagnose(report: DoctorReport, row: ort_table.Row, packages: list[str]) -> N
         )
         if version.split("+")[0] != gpu_row:
             report.fix = fix_command(row)
-        elif row.gpu_libs:
-            report.fix = fix_command(row, libs_only=True)
+            return
+        # the table's build is installed: add what is missing to the gpu-libs folder (the
+        # row's wheels, and NVIDIA's wheel for any other missing soname: a torch that keeps
+        # its CUDA libraries in torch/lib under renamed sonames hides them from onnxruntime)
+        extra = ort_table.wheels_for(missing, family.cuda_major) if family else []
+        if row.gpu_libs or extra:
+            report.fix = fix_command(row, libs_only=True, extra_libs=extra)
         else:
             report.fix = fix_command(row)
-            report.notes.append(
-                "the libraries it needs come with torch's NVIDIA wheels here: a torch that "
-                "ships them inside torch/lib under other names (some PyTorch-index builds) "
-                "hides them from onnxruntime"
-            )
         return
     if version.split("+")[0] != gpu_row:
         report.notes.append(

@@ -235,6 +235,57 @@ CUDA12_RUNTIME = (
     "nvidia-cufft-cu12==11.3.3.83",
 )
 
+#: NVIDIA's wheel that ships each soname, per CUDA major of the onnxruntime build, at the
+#: versions the proofs used (torch 2.8.0's CUDA 12.8 set, torch 2.14.1's CUDA 13 set, torch's
+#: CUDA 11.8 pins). A soname in a CUDA 12 build's list comes from the ``-cu12`` wheel, and so on.
+LIBRARY_WHEELS: dict[int, dict[str, str]] = {
+    11: {
+        "libcudart.so.11.0": "nvidia-cuda-runtime-cu11==11.8.89",
+        "libcublas.so.11": "nvidia-cublas-cu11==11.11.3.6",
+        "libcublasLt.so.11": "nvidia-cublas-cu11==11.11.3.6",
+        "libcufft.so.10": "nvidia-cufft-cu11==10.9.0.58",
+        "libcurand.so.10": "nvidia-curand-cu11==10.3.0.86",
+        "libcudnn.so.8": "nvidia-cudnn-cu11==8.7.0.84",
+    },
+    12: {
+        "libcudart.so.12": "nvidia-cuda-runtime-cu12==12.8.90",
+        "libcublas.so.12": "nvidia-cublas-cu12==12.8.4.1",
+        "libcublasLt.so.12": "nvidia-cublas-cu12==12.8.4.1",
+        "libcufft.so.11": "nvidia-cufft-cu12==11.3.3.83",
+        "libcurand.so.10": "nvidia-curand-cu12==10.3.9.90",
+        "libnvrtc.so.12": "nvidia-cuda-nvrtc-cu12==12.8.93",
+        "libcudnn.so.9": CUDNN9_CU12,
+    },
+    13: {
+        "libcudart.so.13": "nvidia-cuda-runtime==13.0.96",
+        "libcublas.so.13": "nvidia-cublas==13.1.1.3",
+        "libcublasLt.so.13": "nvidia-cublas==13.1.1.3",
+        "libcufft.so.12": "nvidia-cufft==12.0.0.61",
+        "libcurand.so.10": "nvidia-curand==10.4.0.35",
+        "libnvrtc.so.13": "nvidia-cuda-nvrtc==13.0.88",
+        "libcudnn.so.9": "nvidia-cudnn-cu13==9.24.0.43",
+    },
+}
+
+
+def wheels_for(missing: list[str] | tuple[str, ...], cuda_major: int) -> list[str]:
+    """NVIDIA wheels (``name==version``) that ship the ``missing`` sonames for an onnxruntime
+    built for ``cuda_major``; cuDNN's sub-libraries come with ``libcudnn.so.9``'s wheel.
+    Sonames no wheel here ships (the driver's ``libcuda.so.1``) are left out.
+
+    >>> wheels_for(["libcudnn.so.9", "libcudnn_ops.so.9", "libcuda.so.1"], 12)
+    ['nvidia-cudnn-cu12==9.1.0.70']
+    """
+    table = LIBRARY_WHEELS.get(cuda_major, {})
+    wheels: list[str] = []
+    for name in missing:
+        key = "libcudnn.so." + name.rsplit(".so.", 1)[-1] if name.startswith("libcudnn") else name
+        wheel = table.get(key)
+        if wheel and wheel not in wheels:
+            wheels.append(wheel)
+    return wheels
+
+
 ROWS: tuple[Row, ...] = (
     Row(
         "cuda11",
@@ -381,16 +432,20 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def install_commands(chosen: Row, gpu_libs_dir: str) -> list[str]:
-    """The pip commands (arguments after ``pip``) that install ``chosen``.
+def install_commands(
+    chosen: Row, gpu_libs_dir: str, extra_libs: list[str] | tuple[str, ...] = ()
+) -> list[str]:
+    """The pip commands (arguments after ``pip``) that install ``chosen`` (and ``extra_libs``,
+    more wheels for the gpu-libs folder).
 
     >>> install_commands(row("cuda12-cudnn8"), "/x/gpu-libs")  # doctest: +NORMALIZE_WHITESPACE
     ['install "onnxruntime-gpu==1.23.2"',
      'install --target "/x/gpu-libs" --no-deps --upgrade "nvidia-cudnn-cu12==9.1.0.70"']
     """
     commands = [f'install "{chosen.onnxruntime}"']
-    if chosen.gpu_libs:
-        wheels = " ".join(f'"{w}"' for w in chosen.gpu_libs)
+    libs = [*chosen.gpu_libs, *(w for w in extra_libs if w not in chosen.gpu_libs)]
+    if libs:
+        wheels = " ".join(f'"{w}"' for w in libs)
         commands.append(f'install --target "{gpu_libs_dir}" --no-deps --upgrade {wheels}')
     return commands
 

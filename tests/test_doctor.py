@@ -656,3 +656,47 @@ def test_a_cuda_provider_that_cannot_start_names_the_missing_library_and_the_fix
         '"nvidia-cudnn-cu12==9.1.0.70" (details: tagger doctor)'
     ) in message
     assert message.endswith("Fix the GPU libraries or choose --device cpu.")
+
+
+def test_diagnose_a_torch_that_hides_its_cuda_runtime(monkeypatch, tmp_path) -> None:
+    """The table's build is installed but torch keeps libcudart under another soname: NVIDIA's
+    wheel for each missing soname goes to the gpu-libs folder, beside the row's own."""
+    monkeypatch.setenv("TAGGER_GPU_LIBS", str(tmp_path))
+    missing = ["libcublasLt.so.12", "libcublas.so.12", "libcudart.so.12", "libcudnn.so.9"]
+    report = diagnosed("cuda12-cudnn8", "onnxruntime-gpu", "1.23.2", missing)
+    assert report.fix == (
+        f'{sys.executable} -m pip install --target "{tmp_path}" --no-deps --upgrade '
+        '"nvidia-cudnn-cu12==9.1.0.70" "nvidia-cublas-cu12==12.8.4.1" '
+        '"nvidia-cuda-runtime-cu12==12.8.90"'
+    )
+
+
+def test_library_wheels_cover_every_build_family() -> None:
+    for build in ort_table.ORT_BUILDS:
+        assert len(ort_table.wheels_for(build.needs + build.runtime_loaded, build.cuda_major)) >= 4
+        for name in build.needs + build.runtime_loaded:
+            assert ort_table.wheels_for([name], build.cuda_major), (build.first, name)
+
+
+def test_core_modules_import_light() -> None:
+    """tagger.doctor, tagger.gpulibs and tagger.ort_table import nothing heavy and no host."""
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {"modules", "gradio", "launch"}:
+                    raise ImportError(f"blocked: {name}")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        for name in ("tagger.doctor", "tagger.gpulibs", "tagger.ort_table"):
+            importlib.import_module(name)
+        heavy = [m for m in ("onnxruntime", "torch", "numpy", "PIL") if m in sys.modules]
+        print("ok" if not heavy else heavy)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "ok", done.stderr
