@@ -189,6 +189,9 @@ def preload_cuda(ort: ModuleType) -> gpulibs.ProviderCheck | None:
     gpu-libs folder, so that onnxruntime finds them by soname; returns the check (with what is
     still missing), None where it does not apply. Never raises: a library that fails to load
     is logged and left to onnxruntime's own error."""
+    if sys.platform == "win32":
+        _preload_windows(ort)
+        return None
     try:
         check = check_cuda_provider(ort)
     except (OSError, gpulibs.ElfError) as exc:
@@ -204,6 +207,18 @@ def preload_cuda(ort: ModuleType) -> gpulibs.ProviderCheck | None:
     if loaded:
         log.debug("preloaded for onnxruntime's CUDA provider: %s", ", ".join(loaded))
     return check
+
+
+def _preload_windows(ort: ModuleType) -> None:
+    """Windows: load cuDNN from tagger's gpu-libs folder with onnxruntime's own
+    ``preload_dlls`` (1.21+), by full path, before the provider DLL looks for it by name."""
+    preload = getattr(ort, "preload_dlls", None)
+    for folder in gpulibs.nvidia_dirs([gpulibs.gpu_libs_dir()]):
+        if preload is not None and os.sep + "cudnn" + os.sep in folder + os.sep:
+            try:
+                preload(cuda=False, cudnn=True, msvc=False, directory=folder)
+            except Exception as exc:
+                log.warning("could not preload cuDNN from %s: %s", folder, exc)
 
 
 def fix_command(

@@ -307,7 +307,9 @@ def _ld_cache_dirs() -> list[str]:
 
 
 def loaded_libraries() -> dict[str, str]:
-    """Shared libraries mapped into this process: file name -> path (Linux ``/proc``)."""
+    """Shared libraries mapped into this process: file name and SONAME -> path (Linux
+    ``/proc``; a library loaded through a symlink maps under its real file name, so its SONAME
+    is what the loader matches)."""
     found: dict[str, str] = {}
     try:
         lines = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace").splitlines()
@@ -317,8 +319,26 @@ def loaded_libraries() -> dict[str, str]:
         parts = line.split(None, 5)
         if len(parts) == 6 and parts[5].startswith("/") and ".so" in parts[5]:
             path = parts[5].strip()
-            found.setdefault(os.path.basename(path), path)
+            if os.path.basename(path) in found:
+                continue
+            found[os.path.basename(path)] = path
+            try:
+                soname = _soname_of(path)
+            except (OSError, ElfError):
+                continue
+            if soname:
+                found.setdefault(soname, path)
     return found
+
+
+_SONAMES: dict[str, str] = {}
+
+
+def _soname_of(path: str) -> str:
+    """The SONAME of a mapped library (remembered: a process maps the same files for life)."""
+    if path not in _SONAMES:
+        _SONAMES[path] = read_elf(path).soname
+    return _SONAMES[path]
 
 
 @dataclass(frozen=True)
