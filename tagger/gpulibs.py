@@ -407,15 +407,21 @@ def check_provider(
 ) -> ProviderCheck:
     """Resolve every CUDA/cuDNN library ``provider`` needs: its ``DT_NEEDED`` entries of the
     CUDA families plus ``runtime_loaded`` (libraries onnxruntime opens itself, such as
-    ``libcudnn.so.9`` from 1.28 on). The provider's own RPATH/RUNPATH folders are searched
-    first, as the loader does.
+    ``libcudnn.so.9`` from 1.28 on). The provider's own RPATH/RUNPATH folders are searched after
+    the environment's folders and before ``LD_LIBRARY_PATH`` and the system's.
     """
     info = read_elf(provider)
     needed = [n for n in info.needed if is_cuda_library(n)]
     needed += [n for n in runtime_loaded if n not in needed]
     origin = os.path.dirname(os.path.abspath(os.fspath(provider)))
     own = [(d, "provider rpath") for d in expand_origin(info.runpath or info.rpath, origin)]
-    folders = own + list(search_dirs() if dirs is None else dirs)
+    folders = list(search_dirs() if dirs is None else dirs)
+    # the environment's own libraries (torch's wheels, gpu-libs) first, then the provider's
+    # RPATH/RUNPATH (which may name a system CUDA such as /usr/local/cuda-12.2/lib), then the
+    # library path and the system folders
+    at = next((i for i, (_, o) in enumerate(folders) if o in ("LD_LIBRARY_PATH", "system")), None)
+    at = len(folders) if at is None else at
+    folders[at:at] = own
     current = loaded_libraries() if loaded is None else loaded
     check = ProviderCheck(os.fspath(provider), needed)
     check.resolved = [resolve(name, folders, loaded=current) for name in needed]

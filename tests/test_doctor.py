@@ -345,12 +345,29 @@ def test_gpu_libs_folder_completes_the_set(provider: tuple[Path, Path], tmp_path
 
 @needs_gcc
 @linux
-def test_the_providers_runpath_is_searched_first(provider: tuple[Path, Path]) -> None:
+def test_the_providers_runpath_is_searched(provider: tuple[Path, Path]) -> None:
     library, _ = provider
     compile_library(library.parent / "libcudnn.so.9", "libcudnn.so.9")  # beside it: $ORIGIN
     check = gpulibs.check_provider(library, dirs=[], loaded={})
     cudnn = check.resolved[check.needed.index("libcudnn.so.9")]
     assert (cudnn.path, cudnn.origin) == (str(library.parent / "libcudnn.so.9"), "provider rpath")
+
+
+@needs_gcc
+@linux
+def test_the_environments_library_comes_before_the_providers_runpath(
+    provider: tuple[Path, Path],
+) -> None:
+    """A RUNPATH naming a system CUDA (onnxruntime's name /usr/local/cuda-12.2/lib) must not
+    shadow torch's wheels; it still comes before LD_LIBRARY_PATH and the system folders."""
+    library, site = provider
+    compile_library(library.parent / "libcudart.so.12", "libcudart.so.12")
+    dirs = gpulibs.search_dirs(roots=[site], extra=[], environ={})
+    check = gpulibs.check_provider(library, dirs=dirs, loaded={})
+    cudart = check.resolved[check.needed.index("libcudart.so.12")]
+    assert cudart.path == str(site / "nvidia" / "cuda_runtime" / "lib" / "libcudart.so.12")
+    origins = [origin for _, origin in dirs]
+    assert origins.index("system") > origins.index("site-packages")
 
 
 def test_a_loaded_library_wins() -> None:
