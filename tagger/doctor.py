@@ -90,7 +90,7 @@ class DoctorReport:
             lines.append(f"             installed together: {', '.join(self.onnxruntime_packages)}")
         lines.append(f"providers    {', '.join(self.providers) or '-'}")
         if self.provider_library:
-            lines.append(f"CUDA provider {self.provider_library}")
+            lines.append(f"provider     {self.provider_library}")
             width = max((len(lib["name"]) for lib in self.libraries), default=0)
             for lib in self.libraries:
                 where = f"{lib['path']}  ({lib['from']})" if lib["path"] else "MISSING"

@@ -68,7 +68,6 @@ ORT_BUILDS: tuple[OrtBuild, ...] = (
             "libcufft.so.10",
             "libcudart.so.11.0",
         ),
-        built_with_cuda="11.8",
     ),
     OrtBuild("1.19.0", "1.19.2", 12, 9, (*_CUDA12, "libcudart.so.12", "libcudnn.so.9")),
     OrtBuild(
@@ -291,8 +290,8 @@ ROWS: tuple[Row, ...] = (
         "cuda11",
         "CUDA 11 torch (e.g. 2.1.2+cu118; cuDNN 8)",
         "onnxruntime-gpu==1.18.1",
-        why="1.18.1 is the last onnxruntime-gpu on PyPI built for CUDA 11.8 and cuDNN 8, the "
-        "libraries torch's CUDA 11 builds ship",
+        why="1.18.1 is the last onnxruntime-gpu on PyPI built for CUDA 11 and cuDNN 8 (it links "
+        "libcudart.so.11.0 and libcudnn.so.8), the libraries torch's CUDA 11 builds ship",
     ),
     Row(
         "cuda12-cudnn8",

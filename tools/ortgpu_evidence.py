@@ -1,17 +1,18 @@
 """Evidence for tagger's onnxruntime-gpu decision table (tagger/ort_table.py), without a GPU.
 
-    python tools/ortgpu_evidence.py --cache /tmp/ortgpu all     # survey, hosts, prove
-    python tools/ortgpu_evidence.py --cache /tmp/ortgpu prove --clean
+    python tools/ortgpu_evidence.py --cache /tmp/ortgpu all --clean   # survey, torch, prove
+    python tools/ortgpu_evidence.py --cache /tmp/ortgpu prove --only a1111,forge
+    python tools/ortgpu_evidence.py markdown                          # the docs tables
 
 - ``survey``: downloads each onnxruntime-gpu release on PyPI (Linux x86_64, this Python) with
   ``pip download --no-deps`` and reads its CUDA provider library: ``DT_NEEDED``, the CUDA
   version in ``build_and_package_info.py``, and the cuDNN/cuFFT sonames the provider opens
   itself (names built in code, found by scanning the binary).
-- ``hosts``: which NVIDIA wheels each host's torch pins (``pip install --dry-run
-  --ignore-installed --report``, metadata only), and the library folders torch's own RPATH
-  names (read from ``torch/lib/libtorch_global_deps.so`` in the torch wheel).
-- ``prove``: for every host, builds its environment for real under the cache (``pip install
-  --target`` of the NVIDIA wheels torch pins, the row's onnxruntime-gpu, and the row's
+- ``torch``: for each host's torch wheel, what ``torch/lib/libtorch_global_deps.so`` (loaded
+  globally by ``import torch``) links, and its RPATH: the folders torch loads CUDA from.
+- ``prove``: for every host, finds the NVIDIA wheels its torch pins (``pip install --dry-run
+  --ignore-installed --report``, metadata only) and builds its environment for real under the
+  cache (``pip install --target`` of those wheels, the row's onnxruntime-gpu, and the row's
   gpu-libs in a second folder), then runs ``ldd -r`` on the CUDA provider (and on each library
   onnxruntime opens itself) with torch's folders and tagger's gpu-libs folder on the library
   path. A row passes when every needed library resolves to a file whose SONAME is the name
@@ -249,6 +250,22 @@ def torch_rpath(host: dict, cache: Path) -> str:
     return gpulibs.read_elf(cache / "torchlib" / host["torch"] / member).rpath
 
 
+def torch_globals(cache: Path) -> list[dict]:
+    """For each host's torch: what ``libtorch_global_deps.so`` (loaded ``RTLD_GLOBAL`` by
+    ``import torch``) links and its RPATH. cuDNN absent there means torch's cuDNN stays out of
+    the global symbol scope."""
+    found = []
+    for version in sorted(
+        {h["torch"] for h in HOSTS if h.get("torch")}, key=ort_table.version_tuple
+    ):
+        host = next(h for h in HOSTS if h.get("torch") == version)
+        rpath = torch_rpath(host, cache)
+        info = gpulibs.read_elf(cache / "torchlib" / version / "torch/lib/libtorch_global_deps.so")
+        found.append({"torch": version, "global_deps_needed": list(info.needed), "rpath": rpath})
+        print(f"torch {version}: global deps {list(info.needed)}", flush=True)
+    return found
+
+
 # -- prove ----------------------------------------------------------------------------------------
 def build_env(cache: Path, name: str, pins: list[str], ort: str, libs: tuple[str, ...],
               python: str) -> tuple[Path, Path]:  # fmt: skip
@@ -466,7 +483,7 @@ def markdown(record: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the steps asked for and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["survey", "prove", "all", "markdown"])
+    parser.add_argument("step", choices=["survey", "torch", "prove", "all", "markdown"])
     parser.add_argument("--cache", type=Path, default=Path("/tmp/ortgpu-evidence"))
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--clean", action="store_true", help="delete wheels and envs at the end")
@@ -481,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
         record["builds"] = survey(args.cache)
         record["table_vs_survey"] = check_table(record["builds"])
         print("table vs survey:", record["table_vs_survey"] or "agree")
+    if args.step in ("torch", "all"):
+        record["torch"] = torch_globals(args.cache)
     if args.step in ("prove", "all"):
         only = set(args.only.split(",")) if args.only else None
         record["rows"] = prove(args.cache, record, args.out, only)
