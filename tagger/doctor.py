@@ -285,11 +285,15 @@ def collect() -> DoctorReport:
             check = None
             report.problems.append(f"cannot read the CUDA provider library: {exc}")
         if check is not None:
+            resolved = list(check.resolved)
+            if all(r.name != gpulibs.DRIVER_LIBRARY for r in resolved):
+                # older providers load the driver through the CUDA runtime, not DT_NEEDED
+                resolved.append(gpulibs.resolve(gpulibs.DRIVER_LIBRARY, gpulibs.search_dirs()))
             report.provider_library = check.provider
             report.libraries = [
-                {"name": r.name, "path": r.path, "from": r.origin} for r in check.resolved
+                {"name": r.name, "path": r.path, "from": r.origin} for r in resolved
             ]
-            report.missing = check.missing
+            report.missing = [r.name for r in resolved if not r.found]
         elif provider_library(ort) is not None:
             report.provider_library = str(provider_library(ort))
             report.notes.append("the library check reads ELF files: it runs on Linux only")
