@@ -324,7 +324,7 @@ def diagnose(report: DoctorReport, row: ort_table.Row, packages: list[str]) -> N
         if report.onnxruntime_package == "onnxruntime-gpu" and missing:
             report.problems.append(
                 f"onnxruntime-gpu's CUDA provider needs {', '.join(missing)}, which this "
-                "environment lacks (torch here is not a CUDA build)"
+                "environment lacks (there is no CUDA torch here to bring them)"
             )
             report.fix = (
                 f"{shlex.quote(sys.executable)} -m pip install "
@@ -400,9 +400,7 @@ def cuda_hint(ort: ModuleType) -> str:
     fix = report.fix
     if report.ok and report.row.get("provider") != "cuda":
         # the table gives the CPU for this torch, but the CUDA provider was asked for
-        parts.append(
-            "torch here is not a CUDA build, so onnxruntime-gpu needs its own CUDA libraries"
-        )
+        parts.append("there is no CUDA torch here, so onnxruntime-gpu needs its own CUDA libraries")
         remove = " ".join(p for p in ("onnxruntime",) if report.onnxruntime_package == p)
         python = shlex.quote(sys.executable)
         fix = (f"{python} -m pip uninstall -y {remove} && " if remove else "") + (

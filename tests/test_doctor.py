@@ -618,7 +618,10 @@ def test_requesting_cuda_on_the_cpu_package_names_the_fix(tmp_path: Path) -> Non
             in message
         )
     else:
-        assert "torch here is not a CUDA build" in message
+        assert (
+            "there is no CUDA torch here, so onnxruntime-gpu needs its own CUDA libraries"
+            in message
+        )
         fix = f'{py} -m pip install "onnxruntime-gpu[cuda,cudnn]"'
         assert f"Fix: {py} -m pip uninstall -y onnxruntime && {fix}" in message
     assert message.endswith("(details: tagger doctor)")
