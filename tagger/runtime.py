@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -194,7 +195,8 @@ def create_session(
             provider_options=[opts for _, opts in chosen],
         )
     except Exception as exc:
-        hint = _cuda_hint(ort) if wants_cuda else ""
+        about_libraries = re.search(r"cuda|cudnn|cublas|\.so|\.dll|provider", str(exc), re.I)
+        hint = _cuda_hint(ort) if wants_cuda and about_libraries else ""
         raise ModelLoadError(
             f"onnxruntime cannot load {os.fspath(model_path)!r}: {exc}"
             + (f". {hint}" if hint else "")
