@@ -1,29 +1,52 @@
 """Installer the webui runs (in its own process, before starting; skipped with --skip-install).
 
-It adds only what is missing, from the table below, and never upgrades what the webui pins
-(torch, transformers, gradio, numpy, pydantic, fastapi ...): the pip call carries a constraints
+It adds only what is missing and never changes what the webui pins (torch and its NVIDIA
+wheels, transformers, gradio, numpy, pydantic, fastapi ...): each pip call carries a constraints
 file holding their installed versions, so pip stops instead of replacing them. When everything
 is present it makes no pip call at all.
 
-onnxruntime: an existing build of any flavour (-gpu, -directml, -rocm, -silicon, -openvino) is
-kept. Otherwise, with a CUDA build of torch, onnxruntime-gpu matching torch's CUDA major version
-(12: the current release on PyPI; 11: the 1.17/1.18 releases, the last built for CUDA 11.8 on
-PyPI); with any other torch, the plain (CPU) onnxruntime. The tagger tells at run time when a GPU
-provider is missing, and names the package to install.
+onnxruntime: the build comes from the decision table in ``tagger/ort_table.py`` (the same table
+``tagger doctor`` reports from), keyed on torch's CUDA major, cuDNN major and the Python
+version: an onnxruntime-gpu release whose CUDA provider loads beside this torch's CUDA/cuDNN
+libraries, plus, where torch lacks one (cuDNN 9 beside torch's cuDNN 8, say), NVIDIA's wheel
+for it installed with ``pip install --target`` into tagger's gpu-libs folder, never into
+``site-packages`` where it would replace torch's. An installed onnxruntime build of any other
+flavour (-directml, -rocm, -openvino, the plain CPU package ...) is kept; an installed
+onnxruntime-gpu built for another CUDA or cuDNN major than torch's (its provider can never
+load here) is replaced by the table's build.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import logging
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import launch
 
 log = logging.getLogger("tagger")
+HERE = Path(__file__).resolve().parent
+
+
+def _load(name: str) -> ModuleType:
+    """Import ``tagger/<name>.py`` by path (``tagger`` is not importable yet in the webui)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_tagger_install_{name}", HERE / "tagger" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]  (dataclasses look it up)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+ort_table = _load("ort_table")
+gpulibs = _load("gpulibs")
 
 #: Any of these distributions provides the ``onnxruntime`` module: keep whichever is there.
 ONNXRUNTIME_BUILDS = (
@@ -31,6 +54,7 @@ ONNXRUNTIME_BUILDS = (
     "onnxruntime-gpu",
     "onnxruntime-directml",
     "onnxruntime-rocm",
+    "onnxruntime-migraphx",
     "onnxruntime-silicon",
     "onnxruntime-openvino",
     "ort-nightly-gpu",
@@ -55,73 +79,88 @@ PROTECTED = (
 
 @dataclass(frozen=True)
 class Requirement:
-    """One package to add when missing: pip requirement, names that count as present, why."""
+    """One package to add when missing: pip requirement, names that count as present, why.
+
+    ``target`` set: installed with ``pip install --target`` into that folder (no dependencies).
+    """
 
     requirement: str
     provided_by: tuple[str, ...]
     reason: str
+    target: str | None = None
 
 
-def torch_cuda_major() -> int | None:
-    """The CUDA major version torch was built for (None: CPU, ROCm, MPS or no torch)."""
+def installed_version(name: str) -> str | None:
+    """The installed version of distribution ``name`` (None when absent)."""
     try:
-        import torch
-    except Exception:
-        return None
-    version = getattr(getattr(torch, "version", None), "cuda", None)
-    if not version or getattr(torch.version, "hip", None):
-        return None
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def onnxruntime_requirement(cuda_major: Callable[[], int | None]) -> Requirement:
-    """The onnxruntime build to add for this torch (asked only when none is installed)."""
-    major = cuda_major()
-    if major is not None and major >= 12:
-        return Requirement(
-            "onnxruntime-gpu>=1.19",
-            ONNXRUNTIME_BUILDS,
-            f"torch is built for CUDA {major}: onnxruntime-gpu (CUDA 12 build)",
-        )
-    if major == 11:
-        log.warning(
-            "tagger: torch is built for CUDA 11; installing onnxruntime-gpu 1.18, the last "
-            "release built for CUDA 11.8 on PyPI. For a newer one, install onnxruntime-gpu from "
-            "onnxruntime's CUDA 11 package index (see onnxruntime.ai, 'Install ONNX Runtime', "
-            "CUDA 11.x), or use a CUDA 12 build of torch."
-        )
-        return Requirement(
-            "onnxruntime-gpu>=1.17,<1.19",
-            ONNXRUNTIME_BUILDS,
-            "torch is built for CUDA 11: onnxruntime-gpu 1.18 (CUDA 11.8 build)",
-        )
-    return Requirement("onnxruntime>=1.17", ONNXRUNTIME_BUILDS, "no CUDA torch: CPU onnxruntime")
+def target_versions(folder: Path) -> dict[str, str]:
+    """``name -> version`` of the distributions installed in a ``--target`` folder."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for dist in importlib.metadata.distributions(path=[str(folder)]):
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        found[name] = dist.version
+    return found
 
 
-def requirements(cuda_major: Callable[[], int | None] = torch_cuda_major) -> list[Requirement]:
-    """The declarative table of what the extension needs (onnxruntime decided lazily)."""
+def onnxruntime_requirements(torch: Callable[[], object]) -> list[Requirement]:
+    """What to install for onnxruntime with this torch. torch is consulted only when no
+    onnxruntime is installed or the installed one is onnxruntime-gpu (whose build must fit)."""
+    present = [name for name in ONNXRUNTIME_BUILDS if launch.is_installed(name)]
+    if present and "onnxruntime-gpu" not in present:
+        return []  # another flavour (CPU, DirectML, ROCm, OpenVINO...): the user's choice
+    row = ort_table.choose(torch())
+    todo: list[Requirement] = []
+    if not present:
+        todo.append(Requirement(row.onnxruntime, ONNXRUNTIME_BUILDS, f"{row.hosts}: {row.why}"))
+    elif row.ort_version:
+        version = installed_version("onnxruntime-gpu")
+        have = ort_table.build_of(version) if version else None
+        want = row.build
+        if (
+            have
+            and want
+            and (have.cuda_major, have.cudnn_major) != (want.cuda_major, want.cudnn_major)
+        ):
+            log.warning(
+                "tagger: onnxruntime-gpu %s is built for CUDA %s / cuDNN %s, so its CUDA provider "
+                "cannot load beside this torch (the build for it is CUDA %s / cuDNN %s); "
+                "installing %s",
+                version,
+                have.cuda_major,
+                have.cudnn_major,
+                want.cuda_major,
+                want.cudnn_major,
+                row.onnxruntime,
+            )
+            todo.append(Requirement(row.onnxruntime, (), f"replaces onnxruntime-gpu {version}"))
+    if row.gpu_libs:
+        folder = gpulibs.gpu_libs_dir()
+        have_libs = target_versions(folder)
+        for wheel in row.gpu_libs:
+            name, _, version = wheel.partition("==")
+            if have_libs.get(name.lower()) != version:
+                todo.append(
+                    Requirement(wheel, (), f"{row.key}: beside torch's libraries", str(folder))
+                )
+    if row.key in ("rocm", "unknown-cuda") and not present:
+        log.warning("tagger: %s: installing the CPU onnxruntime (%s)", row.hosts, row.why)
+    return todo
+
+
+def requirements() -> list[Requirement]:
+    """The declarative table of what the extension needs besides onnxruntime."""
     return [
-        _LazyOnnxruntime(cuda_major),  # type: ignore[list-item]
         Requirement("open_clip_torch", ("open_clip_torch", "open_clip"), "CLIP relevance filter"),
         Requirement("huggingface_hub>=0.20", ("huggingface_hub",), "model downloads"),
         Requirement("tqdm", ("tqdm",), "progress on the console"),
     ]
-
-
-class _LazyOnnxruntime:
-    """The onnxruntime row: which build to add is only worked out (importing torch) if needed."""
-
-    provided_by = ONNXRUNTIME_BUILDS
-
-    def __init__(self, cuda_major: Callable[[], int | None]) -> None:
-        self._cuda_major = cuda_major
-
-    def resolve(self) -> Requirement:
-        """The concrete requirement."""
-        return onnxruntime_requirement(self._cuda_major)
 
 
 def is_present(names: tuple[str, ...]) -> bool:
@@ -129,38 +168,42 @@ def is_present(names: tuple[str, ...]) -> bool:
     return any(launch.is_installed(name) for name in names)
 
 
-def missing(table: list) -> list[Requirement]:
-    """The rows of ``table`` with nothing installed that provides them."""
-    todo = []
-    for row in table:
-        if is_present(row.provided_by):
-            continue
-        todo.append(row.resolve() if isinstance(row, _LazyOnnxruntime) else row)
-    return todo
+def missing(
+    table: list[Requirement], torch: Callable[[], object] = ort_table.torch_build
+) -> list[Requirement]:
+    """onnxruntime's rows (see ``onnxruntime_requirements``), then the rows of ``table`` with
+    nothing installed that provides them."""
+    todo = onnxruntime_requirements(torch)
+    return todo + [row for row in table if not is_present(row.provided_by)]
 
 
 def protected_constraints() -> list[str]:
-    """``name==version`` for every protected package installed here."""
+    """``name==version`` for every protected package installed here, and torch's NVIDIA wheels."""
     pins = []
     for name in PROTECTED:
-        try:
-            pins.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        version = installed_version(name)
+        if version:
+            pins.append(f"{name}=={version}")
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        if name.lower().startswith("nvidia-") and f"{name}==" not in "\n".join(pins):
+            pins.append(f"{name}=={dist.version}")
     return pins
 
 
 def install(todo: list[Requirement]) -> None:
-    """One pip call per missing package, each constrained to keep the webui's versions."""
+    """One pip call per missing package, each constrained to keep the webui's versions (a
+    ``--target`` install goes to tagger's own folder with ``--no-deps`` instead)."""
     pins = protected_constraints()
     with tempfile.TemporaryDirectory(prefix="tagger-install-") as folder:
         constraints = Path(folder) / "constraints.txt"
         constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
         for row in todo:
-            launch.run_pip(
-                f'install "{row.requirement}" -c "{constraints}"',
-                f"tagger requirement: {row.requirement} ({row.reason})",
-            )
+            if row.target:  # outside site-packages, no dependencies: nothing of torch's moves
+                command = f'install --target "{row.target}" --no-deps --upgrade "{row.requirement}"'
+            else:
+                command = f'install "{row.requirement}" -c "{constraints}"'
+            launch.run_pip(command, f"tagger requirement: {row.requirement} ({row.reason})")
 
 
 def main() -> None:

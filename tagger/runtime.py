@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -165,10 +166,27 @@ def create_session(
     device_id: int = 0,
     threads: int = 0,
 ) -> onnxruntime.InferenceSession:
-    """Open an ONNX model on the chosen providers and verify they are the ones in use."""
+    """Open an ONNX model on the chosen providers and verify they are the ones in use.
+
+    Before a CUDA session, the CUDA provider's libraries are loaded from torch's NVIDIA wheels
+    and tagger's gpu-libs folder (``tagger.doctor.preload_cuda``). When a requested CUDA
+    provider is missing or cannot start, the error names the libraries it lacks and the one
+    command that fixes it (``tagger doctor`` has the full report).
+    """
     ort = import_onnxruntime()
     requested = parse_providers(providers)
-    chosen = resolve_providers(requested, ort.get_available_providers(), device_id=device_id)
+    try:
+        chosen = resolve_providers(requested, ort.get_available_providers(), device_id=device_id)
+    except ProviderError as exc:
+        hint = _cuda_hint(ort) if {"cuda", "tensorrt"} & set(requested) else ""
+        if not hint:
+            raise
+        raise ProviderError(f"{exc}. {hint}") from exc
+    wants_cuda = any(name in _CUDA_PROVIDERS for name, _ in chosen)
+    if wants_cuda:
+        from tagger.doctor import preload_cuda
+
+        preload_cuda(ort)
     try:
         session = ort.InferenceSession(
             os.fspath(model_path),
@@ -177,7 +195,12 @@ def create_session(
             provider_options=[opts for _, opts in chosen],
         )
     except Exception as exc:
-        raise ModelLoadError(f"onnxruntime cannot load {os.fspath(model_path)!r}: {exc}") from exc
+        about_libraries = re.search(r"cuda|cudnn|cublas|\.so|\.dll|provider", str(exc), re.I)
+        hint = _cuda_hint(ort) if wants_cuda and about_libraries else ""
+        raise ModelLoadError(
+            f"onnxruntime cannot load {os.fspath(model_path)!r}: {exc}"
+            + (f". {hint}" if hint else "")
+        ) from exc
     active = session.get_providers()
     dropped = [name for name, _ in chosen if name not in active]
     if dropped:
@@ -186,7 +209,21 @@ def create_session(
             f"CUDA/cuDNN, are missing or do not match this onnxruntime {ort.__version__}); "
             f"running on {', '.join(short_name(n) for n in active)}"
         )
+        hint = _cuda_hint(ort) if any(n in _CUDA_PROVIDERS for n in dropped) else ""
+        if hint:
+            message += f". {hint}"
         if requested != ["auto"]:
             raise ProviderError(message + ". Fix the GPU libraries or choose --device cpu.")
         log.warning("%s", message)
     return session
+
+
+#: Providers that load onnxruntime's CUDA provider library (and so its CUDA/cuDNN libraries).
+_CUDA_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+
+
+def _cuda_hint(ort: ModuleType) -> str:
+    """``tagger doctor``'s verdict in one sentence: the missing libraries and the fix."""
+    from tagger.doctor import cuda_hint
+
+    return cuda_hint(ort)
