@@ -184,3 +184,41 @@ def test_one_ctrl_c_finishes_the_batch_and_prints_the_summary(tmp_path: Path) ->
     assert f", {written} written," in summary[0]
     assert written % 4 == 0  # whole batches only
     assert 4 <= written < 40
+
+
+def test_the_watch_sees_each_interrupt_as_it_arrives() -> None:
+    from tagger.cli.common import InterruptWatch
+
+    second = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    watch = InterruptWatch(second.set)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while watch.seen < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert not second.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert second.wait(10)
+        assert watch.seen == 2
+    finally:
+        watch.stop()
+        signal.signal(signal.SIGINT, previous)
+    assert signal.set_wakeup_fd(-1) == -1  # the previous wakeup fd (none) was put back
+
+
+def test_outside_the_main_thread_the_watch_stands_aside() -> None:
+    from tagger.cli.common import InterruptWatch
+
+    seen = []
+
+    def build() -> None:
+        watch = InterruptWatch(lambda: None)
+        seen.append(watch.seen)
+        watch.stop()
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    thread.join()
+    assert seen == [0]

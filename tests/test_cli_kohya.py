@@ -267,3 +267,16 @@ def test_threshold_spellings_give_the_same_tag_options() -> None:
     assert (tag.general_threshold, tag.character_threshold) == (0.5, 0.9)
     dashed = _parse("tag", "x", "--general-threshold", "0.5", "--character-threshold", "0.9")
     assert dump(tag) == dump(options_from_args(dashed)[0])
+
+
+def test_doctests() -> None:
+    import doctest
+
+    import tagger.cli.kohya
+    import tagger.cli.models
+    import tagger.option_text
+
+    for module in (tagger.cli.kohya, tagger.cli.models, tagger.option_text):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__
+        assert result.attempted > 0, module.__name__

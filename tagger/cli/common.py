@@ -569,22 +569,21 @@ def run_with_progress(
     make_run: Callable[..., Any], total: int | None, args: argparse.Namespace, on_interrupt: str
 ) -> int:
     """Run a batch with a progress bar, failures printed as they happen, Ctrl-C to stop after
-    the current batch (twice: at once, see ``stop_at_once``), the summary, and the exit status.
+    the current batch (twice: at once, see ``InterruptWatch``), the summary, and the exit status.
 
     ``make_run(progress=, on_failure=, cancel=, total=)`` builds the run (anything with a
     ``run()`` returning a ``Summary``).
     """
     bar = _Bar(total, enabled=not args.no_progress)
     cancel = threading.Event()
-    unwatch = watch_second_interrupt(lambda: stop_at_once(bar))
+    watch = InterruptWatch(lambda: stop_at_once(bar))
 
     def interrupted(signum: int, frame: Any) -> None:
-        if cancel.is_set():
-            if unwatch is None:  # no watcher thread: stop from here
-                raise KeyboardInterrupt
-            return  # the watcher thread has seen it and stops the process
-        bar.write(on_interrupt)
-        cancel.set()
+        if not cancel.is_set():
+            bar.write(on_interrupt)
+            cancel.set()
+        elif watch.seen < 2:  # the watcher missed it (no wakeup fd): stop from here
+            raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
@@ -597,8 +596,7 @@ def run_with_progress(
         summary = run.run()
     finally:
         signal.signal(signal.SIGINT, previous)
-        if unwatch is not None:
-            unwatch()
+        watch.stop()
         bar.close()
     print_summary(summary, args.top_tags)
     if summary.cancelled:
@@ -626,29 +624,41 @@ def stop_at_once(bar: _Bar) -> None:
     os._exit(EXIT_INTERRUPTED)
 
 
-def watch_second_interrupt(on_second: Callable[[], None]) -> Callable[[], None] | None:
+class InterruptWatch:
     """Call ``on_second`` from a thread as soon as a second SIGINT arrives.
 
     Python runs signal handlers in the main thread between bytecodes, so a handler waits while
     the main thread is inside onnxruntime or torch, and a KeyboardInterrupt raised there then
     waits for the decode threads. The signal module's wakeup fd is written by the C-level
-    handler at once: a thread reading it sees each signal when it arrives. Returns a function
-    that stops watching, or None where no wakeup fd can be set (not the main thread).
+    handler at once: a thread reading it sees each signal when it arrives. ``seen`` counts the
+    SIGINTs it saw (it stays 0 where no wakeup fd can be set, outside the main thread).
     """
-    try:
-        reader, writer = socket.socketpair()
-    except OSError:
-        return None
-    writer.setblocking(False)
-    try:
-        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    except (ValueError, OSError):
-        reader.close()
-        writer.close()
-        return None
 
-    def watch() -> None:
-        seen = 0
+    def __init__(self, on_second: Callable[[], None]) -> None:
+        self.seen = 0
+        self._on_second = on_second
+        self._writer: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._previous = -1
+        try:
+            reader, writer = socket.socketpair()
+        except OSError:
+            return
+        writer.setblocking(False)
+        try:
+            self._previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            reader.close()
+            writer.close()
+            return
+        self._writer = writer
+        self._thread = threading.Thread(
+            target=self._watch, args=(reader,), name="tagger-interrupt", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self, reader: socket.socket) -> None:
+        """Read signal numbers until the writer closes; the second SIGINT calls on_second."""
         with reader:
             while True:
                 try:
@@ -657,20 +667,19 @@ def watch_second_interrupt(on_second: Callable[[], None]) -> Callable[[], None] 
                     return
                 if not data:  # the writer was closed: the run is over
                     return
-                seen += data.count(int(signal.SIGINT))
-                if seen >= 2:
-                    on_second()
+                self.seen += data.count(int(signal.SIGINT))
+                if self.seen >= 2:
+                    self._on_second()
                     return
 
-    thread = threading.Thread(target=watch, name="tagger-interrupt", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        signal.set_wakeup_fd(previous)
-        writer.close()
-        thread.join()
-
-    return stop
+    def stop(self) -> None:
+        """Stop watching and put the previous wakeup fd back."""
+        if self._writer is None or self._thread is None:
+            return
+        signal.set_wakeup_fd(self._previous)
+        self._writer.close()
+        self._thread.join()
+        self._writer = None
 
 
 def _quiet_ray_data() -> None:
