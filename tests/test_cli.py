@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from tiny import make_image
 
-from tagger.cli import build_parser, main, options_from_args, parse_replacements
+from tagger.cli import build_parser, main
+from tagger.cli.common import options_from_args
+from tagger.option_text import parse_replacements
 from tagger.options import BatchOptions, TagOptions, field_names
 
 
@@ -181,3 +185,144 @@ def test_killed_run_leaves_no_partial_file_and_rerun_completes(
     assert full.returncode == 0, full.stderr
     assert _tree(killed) == _tree(clean)
     assert len(list(clean.rglob("*.txt"))) == 160
+
+
+# -- what users see -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "count"),
+    [(["tag", "x"], 0), (["tag", "x", "-v"], 1), (["-v", "tag", "x"], 1),
+     (["-v", "tag", "x", "-vv"], 3), (["caption", "x", "--verbose"], 1), (["models", "-v"], 1),
+     (["serve", "-v"], 1), (["ui", "-v"], 1)],
+)  # fmt: skip
+def test_verbose_before_or_after_the_sub_command(argv, count) -> None:
+    from tagger.cli import verbosity
+
+    assert verbosity(build_parser().parse_args(argv)) == count
+
+
+def test_verbose_after_the_sub_command_shows_info(tmp_path: Path, model_dir: Path) -> None:
+    make_image(tmp_path / "a.png", (20, 20), seed=1)
+    quiet = tagger_cmd("tag", str(tmp_path), "--model", str(model_dir), "--no-progress")
+    loud = tagger_cmd("tag", str(tmp_path), "--model", str(model_dir), "--no-progress", "-v")
+    assert quiet.returncode == loud.returncode == 0
+    assert "tagger: INFO: loaded tiny-v3" not in quiet.stderr
+    assert "tagger: INFO: loaded tiny-v3" in loud.stderr
+
+
+def test_no_images_names_recursive_when_sub_folders_hold_images(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    nested, empty = tmp_path / "nested", tmp_path / "empty"
+    make_image(nested / "sub" / "a.png", (20, 20), seed=1)
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("not an image\n", encoding="utf-8")
+    model = ["--model", str(model_dir), "--no-progress"]
+    done = tagger_cmd("tag", str(nested), *model)
+    assert done.returncode == 0
+    assert (
+        f"tagger: WARNING: no images found in {nested}; sub-folders hold images: add --recursive "
+        "to tag them"
+    ) in done.stderr.splitlines()
+    assert not (nested / "sub" / "a.txt").exists()
+    none = tagger_cmd("tag", str(empty), *model)
+    assert f"tagger: WARNING: no images found in {empty}" in none.stderr.splitlines()
+    assert "--recursive" not in none.stderr
+    recursive = tagger_cmd("tag", str(nested), *model, "--recursive")
+    assert recursive.returncode == 0
+    assert "no images found" not in recursive.stderr
+    assert (nested / "sub" / "a.txt").is_file()
+
+
+def test_models_never_offers_a_download_it_cannot_do(tmp_path: Path, model_dir: Path) -> None:
+    from tagger.cli.models import availability
+
+    where = ["--models-dir", str(model_dir.parent), "--hf-cache", str(tmp_path / "cache")]
+    rows = json.loads(tagger_cmd("models", *where, "--json").stdout)
+    by_key = {row["key"]: row for row in rows}
+    state = lambda row: (row["downloadable"], row["on_disk"], row["availability"])  # noqa: E731
+    assert state(by_key["clipcap-coco"]) == (False, False, "missing")
+    assert state(by_key["wd-vit-tagger-v3"]) == (True, False, "download")
+    assert state(by_key[model_dir.name]) == (False, True, "on disk")
+    for row in rows:
+        assert row["availability"] == availability(row["on_disk"], row["downloadable"])
+    text = tagger_cmd("models", *where).stdout
+    columns = {row[0]: row[1:] for row in (re.split(r"\s{2,}", line) for line in text.splitlines())}
+    assert columns["clipcap-coco"] == ["missing", "no download: put coco_weights.pt in "
+                                       "models/clipcap-coco/"]  # fmt: skip
+    assert columns["wd-vit-tagger-v3"] == ["download", "SmilingWolf/wd-vit-tagger-v3@main"]
+    assert columns[model_dir.name] == ["on disk", str(model_dir)]
+    assert {row[0] for row in columns.values()} <= {"on disk", "download", "missing"}
+
+
+def test_an_output_that_cannot_be_made_is_one_line_and_exit_2(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    images = tmp_path / "images"
+    make_image(images / "a.png", (20, 20), seed=1)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way\n", encoding="utf-8")
+    done = tagger_cmd("tag", str(images), "--model", str(model_dir), "--no-progress",
+                      "--jsonl", str(blocker / "metadata.jsonl"))  # fmt: skip
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tagger: error:")]
+    assert len(errors) == 1
+    assert str(blocker) in errors[0]
+    assert not (images / "a.txt").exists()
+
+
+def test_each_warning_is_printed_once(tmp_path: Path, model_dir: Path) -> None:
+    """A real run that warns (fp16 on the CPU, a kohya flag without effect): each line once."""
+    pytest.importorskip("onnx")
+    make_image(tmp_path / "images" / "a.png", (20, 20), seed=1)
+    env = {**os.environ, "TAGGER_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tagger", "tag", str(tmp_path / "images"), "--model",
+         str(model_dir), "--fp16", "--device", "cpu", "--no-progress", "--meta_threshold", "0.5"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    warnings = [line for line in lines if line.startswith("tagger: WARNING:")]
+    assert len(warnings) == 2, lines
+    assert "float16 on the CPU" in warnings[1] or "float16 on the CPU" in warnings[0]
+    assert any(w.startswith("tagger: WARNING: --meta_threshold has no effect") for w in warnings)
+    assert len(lines) == len(set(lines)), lines
+
+
+def test_a_library_with_its_own_handler_is_printed_once() -> None:
+    """huggingface_hub gives its logger a stderr handler and lets records reach the root
+    logger too: the command line's handler leaves such records to it."""
+    code = textwrap.dedent(
+        """
+        import logging
+        from huggingface_hub.utils import logging as hub_logging
+        from tagger.cli.common import configure_logging
+
+        restore = configure_logging(0)
+        hub_logging.get_logger("huggingface_hub.file_download").warning("from the hub")
+        logging.getLogger("tagger").warning("from tagger")
+        logging.warning("from the root logger")
+        own = logging.getLogger("somelib")
+        own.addHandler(logging.StreamHandler())
+        own.warning("from a library with a console handler")
+        null = logging.getLogger("quietlib")
+        null.addHandler(logging.NullHandler())
+        null.warning("from a library with a null handler")
+        logging.getLogger("tagger").info("not shown without -v")
+        restore()
+        logging.getLogger("tagger").warning("after the run")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "from the hub",
+        "tagger: WARNING: from tagger",
+        "tagger: WARNING: from the root logger",
+        "from a library with a console handler",
+        "tagger: WARNING: from a library with a null handler",
+        "after the run",  # Python's last-resort handler: the configuration was put back
+    ]

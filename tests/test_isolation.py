@@ -12,7 +12,9 @@ CORE_MODULES = [
     "tagger.wd14", "tagger.writers", "tagger.__main__", "tagger.ray_engine",
     "tagger.captioners", "tagger.captioners.base", "tagger.captioners.common",
     "tagger.captioners.blip", "tagger.captioners.clipcap", "tagger.captioners.clip_filter",
-    "tagger.captioners.openclip", "tagger.interrogate", "tagger.cli_caption",
+    "tagger.captioners.openclip", "tagger.interrogate", "tagger.cli.common", "tagger.cli.tag",
+    "tagger.cli.caption", "tagger.cli.models", "tagger.cli.serve", "tagger.cli.ui",
+    "tagger.cli.kohya", "tagger.option_text",
 ]  # fmt: skip
 HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm",
          "open_clip", "safetensors", "torchvision"]  # fmt: skip

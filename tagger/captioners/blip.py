@@ -4,7 +4,10 @@ Preprocessing is the checkpoint's own ``BlipImageProcessor`` (384 px bicubic squ
 and std). With a conditional prompt (default "a picture of", the prompt the captioners were
 trained with) the prompt is given to the decoder and stripped from the output, as the original
 BLIP does. Decoding options come from ``CaptionOptions``; their defaults (3 beams, repetition
-penalty 1.2, no repeated 3-grams, 5..40 new tokens) stop the known repetition loops.
+penalty 1.2, no repeated 3-grams, 5..40 new tokens) stop the known repetition loops. With more
+than one beam, beam search ends as soon as that many finished captions exist (transformers'
+``early_stopping=True``; the original BLIP code leaves transformers' default, which keeps
+searching while a longer caption could still score better), as the README states.
 Only transformers API present in 4.30 (AUTOMATIC1111) and 4.46+ (Forge) is used.
 """
 
@@ -95,7 +98,7 @@ class BlipCaptioner(Captioner):
         else:
             kwargs.update(do_sample=False, num_beams=self.beams(options))
             if self.beams(options) > 1:
-                kwargs["early_stopping"] = True
+                kwargs["early_stopping"] = True  # stop at num_beams finished captions
         return kwargs
 
     def forward(self, batch: torch.Tensor, options: CaptionOptions) -> list[list[int]]:

@@ -17,6 +17,8 @@ without executing pickled code.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import re
@@ -187,10 +189,37 @@ def _reorder(past: Any, rows: torch.Tensor) -> Any:
     return tuple(tuple(t.index_select(0, rows.to(t.device)) for t in layer) for layer in past)
 
 
+@functools.cache
+def cache_keyword(model_class: type) -> str:
+    """The name a GPT-2 ``forward`` takes and returns its key/value cache by: ``cache`` from
+    transformers 5 (the old name still works there, warns, and is being removed), else
+    ``past_key_values`` (4.x)."""
+    parameters = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def new_cache(gpt: Any) -> Any:
+    """The cache for a model's first call: None where the model builds its own Cache object
+    (transformers 5) or takes tuples (4.30 and other 4.x without Cache support), an empty
+    ``DynamicCache`` for the 4.x models that take one (there, tuples are deprecated)."""
+    if cache_keyword(type(gpt)) == "cache" or not getattr(gpt, "_supports_cache_class", False):
+        return None
+    try:
+        from transformers import DynamicCache
+    except ImportError:  # pragma: no cover - 4.x before Cache objects
+        return None
+    return DynamicCache()
+
+
 def _step(gpt: Any, embeds: torch.Tensor, past: Any) -> tuple[torch.Tensor, Any]:
-    """One GPT-2 call on new input embeddings; returns last-position logits and the cache."""
-    out = gpt(inputs_embeds=embeds, past_key_values=past, use_cache=True)
-    return out.logits[:, -1, :].float(), out.past_key_values
+    """One GPT-2 call on new input embeddings; returns last-position logits and the cache.
+
+    ``past`` is what the previous call returned (``new_cache`` for the first): a Cache object
+    where transformers has them, the legacy tuples on the 4.x versions without.
+    """
+    keyword = cache_keyword(type(gpt))
+    out = gpt(inputs_embeds=embeds, use_cache=True, **{keyword: past})
+    return out.logits[:, -1, :].float(), getattr(out, keyword)
 
 
 def cut_at_stop(ids: Sequence[int], stop_id: int) -> list[int]:
@@ -226,7 +255,7 @@ def greedy_decode(
     finished = torch.zeros(rows, dtype=torch.bool, device=prefix.device)
     chosen: list[torch.Tensor] = []
     with torch.inference_mode():
-        logits, past = _step(gpt, prefix, None)
+        logits, past = _step(gpt, prefix, new_cache(gpt))
         for step in range(max_tokens):
             token = logits.argmax(-1) if choose is None else choose(logits)
             chosen.append(token)
@@ -256,7 +285,7 @@ def beam_decode(
     images, k = prefix.shape[0], beam_size
     device = prefix.device
     with torch.inference_mode():
-        logits, past = _step(gpt, prefix.repeat_interleave(k, dim=0), None)
+        logits, past = _step(gpt, prefix.repeat_interleave(k, dim=0), new_cache(gpt))
         logp = (logits / temperature).softmax(-1).log()
         vocab = logp.shape[-1]
         scores, first = logp.view(images, k, vocab)[:, 0].topk(k, dim=-1)

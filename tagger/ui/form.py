@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tagger.errors import OptionsError
+from tagger.option_text import parse_replacements, split_list
 from tagger.options import PYDANTIC_V2, StrictModel, dump, field_names, parse
 
 #: Kinds of widget: slider (bounded float), number (int), checkbox, choice (Literal), text
@@ -134,16 +135,12 @@ def to_widget(spec: FieldSpec, value: Any) -> Any:
 
 def from_widget(spec: FieldSpec, value: Any) -> Any:
     """A widget's value as the model field wants it (raises OptionsError on bad text)."""
-    import argparse
-
-    from tagger.cli import parse_replacements, split_list
-
     if spec.kind == "list":
         return split_list(value or "")
     if spec.kind == "mapping":
         try:
             return parse_replacements(value or "")
-        except argparse.ArgumentTypeError as exc:
+        except OptionsError as exc:
             raise OptionsError(f"{spec.label}: {exc}") from None
     if spec.kind == "text":
         text = value if value is not None else ""
