@@ -91,6 +91,16 @@ class ImageResult:
     clip: dict[str, float] | None = None
 
 
+@dataclass(frozen=True)
+class DeferredModel:
+    """A model the run builds only once its outputs are planned (``BatchRun.prepare``), so that a
+    run that cannot write, or has nothing to do, never loads one. ``outputs`` is what the built
+    model will produce (``("tags",)``, ``("caption",)`` or both)."""
+
+    build: Callable[[], BatchModel]
+    outputs: tuple[str, ...] = ("tags",)
+
+
 def as_image_result(result: TagResult | ImageResult) -> ImageResult:
     """Wrap a bare TagResult."""
     return result if isinstance(result, ImageResult) else ImageResult(tags=result)
@@ -748,6 +758,8 @@ class BatchRun:
         start = time.perf_counter()
         try:
             self.prepare()
+            if isinstance(self.model, DeferredModel):
+                self.model = self.model.build()
             self.model.load()
         except BaseException:
             self._close_manifest()

@@ -87,7 +87,7 @@ def test_stated_defaults_are_the_real_ones(command: str) -> None:
             value = effective[action.dest]
             assert _stated(stated) == value or stated == str(value), (action.dest, stated, value)
             checked += 1
-    assert checked > 0 or command == "models"  # models states none
+    assert checked > 0 or command in ("models", "doctor")  # these state none
 
 
 def test_words_about_captioner_defaults_are_the_captioners() -> None:

@@ -65,7 +65,7 @@ def add_command(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tagger caption``."""
-    from tagger.batch import check_inputs
+    from tagger.batch import DeferredModel, check_inputs
     from tagger.captioners import get_captioner
     from tagger.interrogate import Interrogator
 
@@ -77,14 +77,20 @@ def run(args: argparse.Namespace) -> int:
     tag_options, batch_options = options_from_args(args)
     options = caption_options_from_args(args)
     check_inputs(args.paths)
-    captioner = get_captioner(
-        args.model,
-        device=args.device,
-        device_id=args.device_id,
-        half=options.half,
-        cache_dir=args.hf_cache,
-        revision=args.revision,
-        models_dirs=args.models_dir,
-    )
-    model = Interrogator(None, captioner, options)
+
+    def build() -> (
+        Interrogator
+    ):  # after the run is planned: nothing loads for a run that cannot write
+        captioner = get_captioner(
+            args.model,
+            device=args.device,
+            device_id=args.device_id,
+            half=options.half,
+            cache_dir=args.hf_cache,
+            revision=args.revision,
+            models_dirs=args.models_dir,
+        )
+        return Interrogator(None, captioner, options)
+
+    model = DeferredModel(build, ("caption",))
     return run_engine(args, model, tag_options, batch_options, OutputOptions())

@@ -557,20 +557,35 @@ def run_engine(
     batch_options: BatchOptions,
     output_options: Any = None,
 ) -> int:
-    """Run the batch engine with a progress bar and Ctrl-C handling; returns the exit status."""
-    from tagger.batch import BatchRun, count_images
+    """Run the batch engine with a progress bar and Ctrl-C handling; returns the exit status.
 
-    total = count_images(args.paths, batch_options.recursive)
-    if total == 0:
-        log.warning("%s", no_images_message(args.paths, batch_options.recursive))
-    return run_with_progress(
-        lambda **hooks: BatchRun(
-            args.paths, model, tag_options, batch_options, output_options=output_options, **hooks
-        ),
-        total,
-        args,
-        "interrupt: finishing the current batch (press Ctrl-C again to stop now)",
+    The run is planned first (``BatchRun.prepare``: output places, colliding outputs, the total),
+    so outputs that cannot be written stop it with exit status 2 before ``model`` (a
+    ``DeferredModel``) is loaded.
+    """
+    from tagger.batch import BatchRun
+
+    run = BatchRun(args.paths, model, tag_options, batch_options, output_options=output_options)
+    return run_prepared(
+        run, args, "interrupt: finishing the current batch (press Ctrl-C again to stop now)"
     )
+
+
+def run_prepared(run: Any, args: argparse.Namespace, on_interrupt: str, local: Any = None) -> int:
+    """Plan ``run`` (a ``BatchRun``), then run it with ``run_with_progress``."""
+    total = run.prepare().total
+    if total == 0:
+        log.warning(
+            "%s",
+            no_images_message(local if local is not None else args.paths, run.options.recursive),
+        )
+
+    def attach(**hooks: Any) -> Any:
+        for name, value in hooks.items():
+            setattr(run, name, value)
+        return run
+
+    return run_with_progress(attach, total, args, on_interrupt)
 
 
 def run_with_progress(
@@ -707,7 +722,7 @@ def _quiet_ray_data() -> None:
 
 def run_ray_engine(args: argparse.Namespace, config: Any, output_options: Any = None) -> int:
     """Run ``--engine ray`` with a model config (``tag`` and ``caption``); the exit status."""
-    from tagger.batch import check_inputs, count_images
+    from tagger.batch import check_inputs
     from tagger.ray_engine import RayBatchRun, is_uri
 
     tag_options, batch_options = options_from_args(args)
@@ -716,23 +731,20 @@ def run_ray_engine(args: argparse.Namespace, config: Any, output_options: Any = 
     local = [path for path in args.paths if not is_uri(path)]
     if local:
         check_inputs(local)
-    total = None if len(local) < len(args.paths) else count_images(local, batch_options.recursive)
-    if total == 0:
-        log.warning("%s", no_images_message(local, batch_options.recursive))
-    return run_with_progress(
-        lambda **hooks: RayBatchRun(
-            args.paths,
-            config,
-            tag_options,
-            batch_options,
-            output_options=output_options,
-            address=args.ray_address,
-            parquet=args.parquet,
-            **hooks,
-        ),
-        total,
+    run = RayBatchRun(
+        args.paths,
+        config,
+        tag_options,
+        batch_options,
+        output_options=output_options,
+        address=args.ray_address,
+        parquet=args.parquet,
+    )
+    return run_prepared(
+        run,
         args,
         "interrupt: stopping after the results already received (press Ctrl-C again to stop now)",
+        local=local,
     )
 
 

@@ -151,7 +151,7 @@ def model_name(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``tagger tag``."""
-    from tagger.batch import check_inputs
+    from tagger.batch import DeferredModel, check_inputs
     from tagger.cache import get_tagger
     from tagger.registry import resolve_model
 
@@ -162,16 +162,22 @@ def run(args: argparse.Namespace) -> int:
     tag_options, batch_options = options_from_args(args)
     check_inputs(args.paths)
     spec = resolve_model(model_name(args), args.models_dir)
-    model = get_tagger(
-        spec,
-        providers=args.device,
-        device_id=args.device_id,
-        threads=args.threads,
-        cache_dir=args.hf_cache,
-        revision=args.revision,
-        precision="fp16" if args.fp16 else "fp32",
-    )
-    model, output_options = combined_model(args, model)
+    output_options = output_options_from_args(args)
+
+    def build() -> Any:  # after the run is planned: nothing loads for a run that cannot write
+        tagger = get_tagger(
+            spec,
+            providers=args.device,
+            device_id=args.device_id,
+            threads=args.threads,
+            cache_dir=args.hf_cache,
+            revision=args.revision,
+            precision="fp16" if args.fp16 else "fp32",
+        )
+        return combined_model(args, tagger)[0]
+
+    outputs = ("tags", "caption") if getattr(args, "captioner", None) else ("tags",)
+    model = DeferredModel(build, outputs)
     return run_engine(args, model, tag_options, batch_options, output_options)
 
 
