@@ -2,7 +2,8 @@
 
 One module per sub-command (``tagger.cli.tag``, ``caption``, ``models``, ``serve``, ``ui``,
 ``doctor``), each with ``add_command(sub)`` registering its parser and handler; the flags and
-helpers they share live in ``tagger.cli.common``. A sub-command is added by naming its module in ``COMMANDS``.
+helpers they share live in ``tagger.cli.common``. A sub-command is added by naming its module
+in ``COMMANDS``.
 
 Exit status: 0 when every image was written (or already done), 1 when some images failed, 2
 when the run could not start (bad arguments, unknown or unavailable model, outputs that cannot

@@ -242,27 +242,29 @@ def run_folder(
     progress: Progress,
 ) -> Summary:
     """Tag every image of ``folder`` and write the outputs; ``progress`` shows and cancels."""
-    from tagger.batch import BatchRun
+    from tagger.batch import BatchRun, DeferredModel
     from tagger.cache import unload_all
 
-    total = count_folder(folder, batch_options.recursive)
+    if not (folder or "").strip():
+        raise OptionsError("no input folder given")
+    check_inputs([folder.strip()])
     if batch_options.batch_size == 0 and settings.batch_size:
         # The Settings page's batch size applies when the tab leaves it at 0 (automatic).
         batch_options = parse(
             BatchOptions, {**dump(batch_options), "batch_size": settings.batch_size}
         )
-    tagger = load_tagger(model, settings)
+    resolve_model(model or settings.default_model, settings.models_dirs)  # unknown: stops here
+    run = BatchRun(
+        [folder.strip()],
+        DeferredModel(lambda: load_tagger(model, settings)),  # loaded once the run is planned
+        tag_options,
+        batch_options,
+        progress=progress.update,
+        cancel=progress.cancel,
+    )
+    total = run.prepare().total  # outputs that cannot be written stop here, before any model
     progress.begin(total, f"Tagging {total} images in {folder}")
     try:
-        run = BatchRun(
-            [folder.strip()],
-            tagger,
-            tag_options,
-            batch_options,
-            progress=progress.update,
-            cancel=progress.cancel,
-            total=total,
-        )
         summary = run.run()
     finally:
         progress.end()
