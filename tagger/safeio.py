@@ -27,6 +27,8 @@ import secrets
 import stat
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -431,3 +433,41 @@ def write_text_file(
 ) -> None:
     """Write text with ``\\n`` line endings in a file's layout, through ``AtomicFile``."""
     atomic_write_bytes(path, encode_text(text, style), fsync=fsync)
+
+
+# -- read-modify-write under a lock --------------------------------------------------------------
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on a folder while its files are read, changed and written back.
+
+    Every writer that reads a caption and writes a new version of it (the batch engine's
+    skip/append/prepend decisions, the dataset workbench's edits and undo) holds the lock of
+    the caption's folder from the read to the rename, so two of them never interleave and
+    neither loses the other's write. On POSIX the lock is ``flock`` on the folder itself: it
+    holds between processes and between threads (each call opens its own descriptor).
+    Elsewhere a lock per folder path serialises the threads of this process only.
+
+    A folder that does not exist yet is created (its parents too), as ``AtomicFile`` would.
+    """
+    path = os.fspath(folder) or "."
+    Path(path).mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        key = os.path.normcase(os.path.abspath(path))
+        with _thread_locks_guard:
+            lock = _thread_locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+        return
+    fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
