@@ -21,7 +21,7 @@ next undo picks it again) and is not replayed twice.
 """
 
 # Paths stay strings here (os.path): a dataset walk handles millions of them.
-# ruff: noqa: PTH103, PTH104, PTH108, PTH120
+# ruff: noqa: PTH103, PTH104, PTH108, PTH118, PTH119, PTH120
 
 from __future__ import annotations
 
@@ -331,3 +331,56 @@ def undo(
         journal.meta["undo"] = result.to_dict()
         journal.save()
     return result
+
+
+def trash_root(root: str | os.PathLike[str]) -> Path:
+    """The dataset's trash folder: ``<root>/.tagger/trash`` (hidden: no walk sees it)."""
+    return Path(root) / STATE_DIR / TRASH_DIR
+
+
+def move_to_trash(
+    files: Sequence[str],
+    root: str | os.PathLike[str],
+    where: Path,
+    description: str,
+) -> tuple[str | None, list[tuple[str, str]], list[str]]:
+    """Move files (an image and its caption and sidecar, typically) into the dataset's trash,
+    keeping their path relative to ``root``; journaled under ``where`` so ``undo`` moves them
+    back. Returns (journal id or None, failures, moved paths). A name already in the trash gets
+    a numbered suffix; files outside ``root`` are refused.
+    """
+    base = os.path.realpath(root)
+    trash = trash_root(root)
+    plans: list[Change] = []
+    failed: list[tuple[str, str]] = []
+    for path in dict.fromkeys(files):
+        real = os.path.realpath(os.path.dirname(path) or ".")
+        if not (real == base or real.startswith(base + os.sep)):
+            failed.append((path, f"is outside the dataset folder {root}"))
+            continue
+        if not os.path.lexists(path):
+            continue
+        relative = os.path.relpath(os.path.join(real, os.path.basename(path)), base)
+        target = trash / relative
+        number = 1
+        while os.path.lexists(target) or any(c.to == str(target) for c in plans):
+            target = trash / f"{relative}.{number}"
+            number += 1
+        plans.append(Change("move", path, to=str(target)))
+    if not plans:
+        return None, failed, []
+    journal = Journal.create(where, "trash", description, {"files": [c.path for c in plans]})
+    journal.record(plans)
+    moved = []
+    for change in plans:
+        assert change.to is not None
+        with folder_lock(os.path.dirname(change.path) or "."):
+            try:
+                os.makedirs(os.path.dirname(change.to), exist_ok=True)
+                os.rename(change.path, change.to)
+            except OSError as exc:
+                failed.append((change.path, str(exc)))
+                continue
+        moved.append(change.path)
+    journal.finish(changed=len(moved), unchanged=0, failed=len(failed))
+    return journal.id, failed, moved

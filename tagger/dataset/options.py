@@ -97,6 +97,9 @@ class CheckOptions(StrictModel):
         le=1.0,
         description="Text: images whose detected text boxes cover more than this fraction.",
     )
+    text_chars: int = Field(
+        3, ge=1, description="Text: only images with at least this many recognised characters."
+    )
     text_score: float = Field(
         0.5, ge=0.0, le=1.0, description="Text: ignore recognised text below this confidence."
     )
@@ -104,7 +107,7 @@ class CheckOptions(StrictModel):
         960, ge=64, le=4096, description="Text: images are shrunk to this side for OCR."
     )
     clip_model: str = Field("ViT-B-32", description="CLIP checks: the open_clip model.")
-    clip_pretrained: str | None = Field("openai", description="CLIP checks: its weights.")
+    clip_pretrained: str = Field("openai", description="CLIP checks: its weights (tag or file).")
     clip_similarity: float = Field(
         0.95, ge=0.0, le=1.0, description="CLIP duplicates: image embeddings at least this close."
     )
