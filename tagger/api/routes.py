@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.params import Depends as DependsParam
 
+from tagger.api.dataset import add_routes as _dataset_routes
 from tagger.api.errors import DOCUMENTED, make_route_class
 from tagger.api.jobs import JobManager
 from tagger.api.models import (
@@ -259,6 +260,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _tag_routes,
     _caption_routes,
     _job_routes,
+    _dataset_routes,
 ]
 
 
