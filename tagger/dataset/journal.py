@@ -76,8 +76,10 @@ def journal_dir(paths: Sequence[str | os.PathLike[str]], override: str | None = 
 
 
 def new_id() -> str:
-    """A journal id that sorts by time: ``20240131-235959-<6 hex>``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    """A journal id that sorts by time: ``20240131-235959-<microseconds>-<4 hex>``."""
+    now = time.time()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}-{int(now % 1 * 1e6):06d}-{secrets.token_hex(2)}"
 
 
 @dataclass
@@ -218,7 +220,7 @@ def list_journals(where: Path) -> list[Journal]:
                 found.append(Journal.open(folder))
             except OptionsError:
                 continue
-    return found
+    return sorted(found, key=lambda j: (float(j.meta.get("created", 0)), j.id))
 
 
 def find_journal(where: Path, ident: str | None) -> Journal:
