@@ -95,3 +95,15 @@ def faulty_dataset(root: Path, text: bool = False) -> tuple[Path, dict[str, list
         render_text(folder / "poster.jpg", "BIG SALE\n50% OFF TODAY")
         planted["text"] = [SIGN, "poster.jpg"]
     return folder, planted
+
+
+def text_dataset(root: Path) -> tuple[Path, list[str]]:
+    """Four photos without text, the sign photo and a rendered poster; returns (folder, the
+    names with text)."""
+    folder = root / "text"
+    folder.mkdir(parents=True)
+    for name in PHOTOS[:4]:
+        shutil.copy(COCO / name, folder / name)
+    shutil.copy(COCO / SIGN, folder / SIGN)
+    render_text(folder / "poster.jpg", "BIG SALE\n50% OFF TODAY")
+    return folder, [SIGN, "poster.jpg"]

@@ -117,7 +117,9 @@ def _edit(actions: Any) -> None:
     edit.add_argument("--trigger", default="", help="Put this word first in every caption.")
     edit.add_argument("--where", default="", help="Only captions matching this filter.")
     edit.add_argument("--dry-run", action="store_true", help="Show the diff; write nothing.")
-    edit.add_argument("--journal", metavar="DIR", help="Journal folder (default: PATH/.tagger).")
+    edit.add_argument(
+        "--journal", metavar="DIR", help="Journal folder (default: PATH/.tagger/journal)."
+    )
     edit.add_argument("--no-fsync", dest="fsync", action="store_false")
     edit.set_defaults(handler=run_edit)
 
@@ -131,7 +133,9 @@ def _undo(actions: Any) -> None:
         "--force", action="store_true", help="Restore files changed since the edit too."
     )
     undo.add_argument("--dry-run", action="store_true", help="Say what would be restored.")
-    undo.add_argument("--journal", metavar="DIR", help="Journal folder (default: PATH/.tagger).")
+    undo.add_argument(
+        "--journal", metavar="DIR", help="Journal folder (default: PATH/.tagger/journal)."
+    )
     undo.add_argument("--json", action="store_true", help="Print JSON.")
     undo.set_defaults(handler=run_undo)
 
