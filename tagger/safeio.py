@@ -322,12 +322,11 @@ def sniff_style(data: bytes) -> TextStyle:
     if not body:
         return TextStyle(bom=bom)
     newline = "\n"
-    for index, byte in enumerate(body):
-        if byte == 0x0A:
-            break
-        if byte == 0x0D:
-            newline = "\r\n" if body[index + 1 : index + 2] == b"\n" else "\r"
-            break
+    first_cr = body.find(b"\r")
+    if first_cr != -1:
+        first_lf = body.find(b"\n", 0, first_cr)
+        if first_lf == -1:  # a carriage return comes first
+            newline = "\r\n" if body[first_cr + 1 : first_cr + 2] == b"\n" else "\r"
     return TextStyle(bom=bom, newline=newline, final_newline=body.endswith((b"\n", b"\r")))
 
 

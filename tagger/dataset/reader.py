@@ -30,7 +30,7 @@ SIDECAR_EXTENSION = ".json"
 DEFAULT_SEPARATOR = ", "
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     """One image of a dataset (or an orphan caption) and the paths of its files."""
 
@@ -40,6 +40,8 @@ class Entry:
     sidecar: str | None
     root: str
     shared: bool = False
+    #: The entry's folder relative to ``root`` with ``/`` ("" at the root), when known.
+    rel_folder: str | None = None
 
     @property
     def is_orphan(self) -> bool:
@@ -58,6 +60,8 @@ class Entry:
         >>> Entry("/d/a/x.png", "/d/a/x.txt", True, None, "/d").folder
         'a'
         """
+        if self.rel_folder is not None:
+            return self.rel_folder
         rel = os.path.relpath(os.path.dirname(self.path), self.root)
         return "" if rel == "." else rel.replace(os.sep, "/")
 
@@ -68,6 +72,9 @@ class Entry:
         >>> Entry("/d/a/x.png", "/d/a/x.txt", True, None, "/d").relative
         'a/x.png'
         """
+        if self.rel_folder is not None:
+            name = os.path.basename(self.path)
+            return f"{self.rel_folder}/{name}" if self.rel_folder else name
         return os.path.relpath(self.path, self.root).replace(os.sep, "/")
 
 
@@ -98,11 +105,14 @@ def caption_of(image: str, extension: str = DEFAULT_EXTENSION) -> str:
 
 
 def _folder_entries(
-    folder: str, root: str, extension: str, orphans: bool
+    folder: str, root: str, extension: str, orphans: bool, rel_folder: str | None = None
 ) -> tuple[list[Entry], list[str]]:
-    """The entries of one folder, in name order, and its visible sub-folders."""
-    from tagger.image import is_image_path
+    """The entries of one folder, in name order, and its visible sub-folders
+    (``rel_folder``: the folder relative to ``root``, with ``/``)."""
+    from tagger.image import image_extensions
 
+    known = image_extensions()
+    splitext = os.path.splitext
     images: list[str] = []
     files: set[str] = set()
     subfolders: list[str] = []
@@ -119,7 +129,7 @@ def _folder_entries(
                 except OSError:
                     continue
                 files.add(name)
-                if is_image_path(name):
+                if splitext(name)[1].lower() in known:
                     images.append(name)
     except OSError:
         return [], []
@@ -141,12 +151,14 @@ def _folder_entries(
                 sidecar=os.path.join(folder, sidecar) if sidecar in files else None,
                 root=root,
                 shared=stems[stem] > 1,
+                rel_folder=rel_folder,
             )
         )
     if orphans:
         for name in files:
             if name.endswith(extension) and name[: -len(extension)] not in stems:
-                found.append(Entry("", os.path.join(folder, name), True, None, root))
+                caption = os.path.join(folder, name)
+                found.append(Entry("", caption, True, None, root, rel_folder=rel_folder))
         found.sort(key=lambda e: os.path.basename(e.path))
     subfolders.sort()
     return found, [os.path.join(folder, name) for name in subfolders]
@@ -189,9 +201,9 @@ def iter_entries(
             )
             continue
         root = text
-        pending = [text]
+        pending = [(text, "")]
         while pending:
-            folder = pending.pop()
+            folder, rel_folder = pending.pop()
             try:
                 info = os.stat(folder)
             except OSError:
@@ -199,10 +211,13 @@ def iter_entries(
             if (info.st_dev, info.st_ino) in seen:
                 continue
             seen.add((info.st_dev, info.st_ino))
-            entries, subfolders = _folder_entries(folder, root, extension, orphans)
+            entries, subfolders = _folder_entries(folder, root, extension, orphans, rel_folder)
             yield from entries
             if recursive:
-                pending.extend(reversed(subfolders))
+                pending.extend(
+                    (sub, f"{rel_folder}/{os.path.basename(sub)}".lstrip("/"))
+                    for sub in reversed(subfolders)
+                )
 
 
 def read_caption(entry: Entry) -> TextFile | None:

@@ -8,20 +8,23 @@ and which tags are written several ways (``long_hair`` and ``long hair``).
 
 Memory stays flat with the number of files: the pass keeps counters over the tag vocabulary and
 a bounded number of example paths for each finding (``examples``), never a record per file.
+Captions are read by a few threads a little ahead of the parsing (a disk answers several reads
+at once) and decoded strictly, as ``tagger.safeio.read_text_file`` does.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from tagger.dataset.reader import DEFAULT_EXTENSION, DEFAULT_SEPARATOR, Entry, iter_entries
 from tagger.dataset.tokens import CLIP_TOKEN_LIMIT, token_counter
 from tagger.errors import OutputError
-from tagger.safeio import read_text_file
+from tagger.safeio import decode_text, read_bytes_nofollow
 from tagger.tags import normalize_tag
 from tagger.writers import split_caption
 
@@ -158,6 +161,70 @@ class DatasetStats:
         }
 
 
+#: Threads reading caption files ahead of the parsing (a disk serves several reads at once),
+#: each a batch of ``BATCH`` files, at most ``AHEAD`` batches early.
+READERS = 4
+BATCH = 64
+AHEAD = 8
+
+
+class _Read:
+    """A caption's bytes as read by a reader thread (or the error that read raised)."""
+
+    __slots__ = ("data", "error")
+
+    def __init__(self, data: bytes | None, error: BaseException | None) -> None:
+        self.data = data
+        self.error = error
+
+    def result(self) -> bytes | None:
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+
+def _read_batch(paths: list[str | None]) -> list[_Read | None]:
+    """Read each caption (``read_bytes_nofollow``); None where there is none to read."""
+    out: list[_Read | None] = []
+    for path in paths:
+        if path is None:
+            out.append(None)
+            continue
+        try:
+            out.append(_Read(read_bytes_nofollow(path), None))
+        except (OutputError, OSError) as exc:
+            out.append(_Read(None, exc))
+    return out
+
+
+def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[Entry, _Read | None]]:
+    """Each entry with the bytes of its caption (None for entries without one), read by reader
+    threads in batches a little ahead of the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    window: deque[tuple[list[Entry], Future[list[_Read | None]]]] = deque()
+    with ThreadPoolExecutor(READERS, thread_name_prefix="tagger-read") as pool:
+
+        def submit(batch: list[Entry]) -> None:
+            paths = [e.caption if e.has_caption and not e.is_orphan else None for e in batch]
+            window.append((batch, pool.submit(_read_batch, paths)))
+
+        batch: list[Entry] = []
+        for entry in entries:
+            batch.append(entry)
+            if len(batch) == BATCH:
+                submit(batch)
+                batch = []
+                if len(window) > AHEAD:
+                    done, reads = window.popleft()
+                    yield from zip(done, reads.result(), strict=True)
+        if batch:
+            submit(batch)
+        while window:
+            done, reads = window.popleft()
+            yield from zip(done, reads.result(), strict=True)
+
+
 def dataset_stats(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -195,7 +262,7 @@ def dataset_stats(
     current_folder: str | None = None
     folder_counts: Counter[str] = Counter()
     seen = 0
-    for entry in walk:
+    for entry, read in read_ahead(walk):
         seen += 1
         if progress is not None and seen % 1000 == 0:
             progress(seen)
@@ -217,7 +284,8 @@ def dataset_stats(
             stats.tag_lengths[0] += 1
             continue
         try:
-            file = read_text_file(entry.caption)
+            data = read.result()  # type: ignore[union-attr]
+            file = None if data is None else decode_text(data, entry.caption)
         except (OutputError, OSError) as exc:
             stats.unreadable.add([entry.relative, str(exc)])
             continue
@@ -235,9 +303,11 @@ def dataset_stats(
         if len(unique) != len(tags):
             stats.repeated.add(entry.relative)
         folder_counts.update(unique.keys())
-        for tag in unique:
-            if tag not in first_seen:
-                first_seen[tag] = entry.relative
+        new = [tag for tag in unique if tag not in first_seen]
+        if new:
+            relative = entry.relative
+            for tag in new:
+                first_seen[tag] = relative
         tokens = count(file.text)
         stats.token_lengths[tokens] += 1
         if tokens > token_limit:

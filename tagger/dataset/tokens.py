@@ -186,15 +186,15 @@ class ClipTokenCounter:
             text = clean_text(text)
         else:  # what cleaning leaves of plain ASCII text
             text = text.lower()
-        known = self._chunks.get
-        total = 0
-        for chunk in text.split():
-            length = known(chunk)
-            if length is None:
-                length = sum(self.word_length(word) for word in self.words(chunk))
-                self._chunks[chunk] = length
-            total += length
-        return total
+        chunks = text.split()
+        lengths = list(map(self._chunks.get, chunks))
+        if None in lengths:  # words not seen before: count them once
+            for i, chunk in enumerate(chunks):
+                if lengths[i] is None:
+                    length = sum(self.word_length(word) for word in self.words(chunk))
+                    self._chunks[chunk] = length
+                    lengths[i] = length
+        return sum(lengths)  # type: ignore[arg-type]
 
 
 class EstimatedTokenCounter:
