@@ -255,3 +255,45 @@ def test_every_wd_v3_style_tag_counts_like_open_clip() -> None:
         assert ours.count(tag) == len(reference.encode(tag)), tag
     joined = ", ".join(tags)
     assert ours.count(joined) == len(reference.encode(joined))
+
+
+def test_statistics_are_the_same_when_captions_are_read_by_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Captions read from the disk go through the reader threads: the same numbers."""
+    import tagger.dataset.stats as stats_module
+
+    folder = build(tmp_path)
+    for i in range(300):  # more than a few batches
+        make_image(folder / "many" / f"m{i:03d}.png", (8, 8), seed=i)
+        (folder / "many" / f"m{i:03d}.txt").write_text(f"t{i % 7}, solo", encoding="utf-8")
+    inline = dataset_stats([folder]).to_dict()
+    monkeypatch.setattr(stats_module, "CACHED_SECONDS", 0.0)  # every read counts as slow
+    monkeypatch.setattr(stats_module, "BATCH", 16)
+    threaded = dataset_stats([folder]).to_dict()
+    assert threaded == inline
+    assert inline["images"] == 8 + 300
+
+
+def test_the_workbench_core_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+        for name in ("reader", "stats", "tokens", "filters", "edits", "journal", "checks",
+                     "neardup", "scoring", "fixes", "report", "thumbs", "index", "cleanup",
+                     "options"):
+            importlib.import_module(f"tagger.dataset.{name}")
+        import tagger.cli.dataset
+        heavy = [m for m in ("numpy", "PIL", "torch", "open_clip", "imagehash", "cv2",
+                             "rapidocr_onnxruntime", "onnxruntime", "gradio") if m in sys.modules]
+        assert not heavy, heavy
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

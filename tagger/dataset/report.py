@@ -233,7 +233,7 @@ function render(check, page) {
     card.className = 'finding';
     if (f.thumb) {
       const img = document.createElement('img');
-      img.src = f.thumb; img.alt = f.path; img.loading = 'lazy';
+      img.src = f.thumb; img.alt = f.path;
       card.append(img);
     } else {
       const none = document.createElement('div');
