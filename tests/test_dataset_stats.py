@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tiny import make_image
 
 from tagger.dataset.filters import Record, compile_filter
@@ -297,3 +299,12 @@ def test_the_workbench_core_imports_nothing_heavy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab ,|_\n\t")), max_size=40),
+       st.sampled_from([", ", ",", " | ", "|", " "]))  # fmt: skip
+def test_split_tags_is_the_writers_split(text: str, separator: str) -> None:
+    from tagger.dataset.reader import split_tags
+    from tagger.writers import split_caption
+
+    assert split_tags(text, separator) == split_caption(text, separator)

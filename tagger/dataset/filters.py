@@ -25,13 +25,14 @@ False
 from __future__ import annotations
 
 import fnmatch
+import functools
 import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tagger.errors import OptionsError
-from tagger.tags import tag_matches
+from tagger.tags import normalize_tag
 
 NUMERIC_KEYS = ("tags", "chars", "tokens", "width", "height")
 TEXT_KEYS = ("tag", "caption", "name", "path")
@@ -107,14 +108,29 @@ def _contains(pattern: str) -> Callable[[str], bool]:
     return lambda text: fnmatch.fnmatchcase(text.lower(), wildcard)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _normalized(tag: str) -> str:
+    """``normalize_tag``, remembered (a dataset has few distinct tags, many times over)."""
+    return normalize_tag(tag)
+
+
+def _tag_term(value: str) -> Predicate:
+    """``tag:`` as tagger matches tags (``tag_matches``): the pattern normalized once, each
+    tag's normal form remembered."""
+    pattern = normalize_tag(value)
+    if "*" not in pattern and "?" not in pattern:
+        return lambda r: any(_normalized(tag) == pattern for tag in r.tags)
+    wildcard = "".join({"[": "[[]", "]": "[]]"}.get(ch, ch) for ch in pattern)
+    return lambda r: any(fnmatch.fnmatchcase(_normalized(tag), wildcard) for tag in r.tags)
+
+
 def _term(key: str | None, value: str) -> Predicate:
     """A predicate for one term."""
     if key is None:
         contains = _contains(value)
         return lambda r: contains(r.caption) or contains(r.path)
     if key == "tag":
-        patterns = [value]
-        return lambda r: any(tag_matches(tag, patterns) for tag in r.tags)
+        return _tag_term(value)
     if key in ("caption", "name", "path"):
         contains = _contains(value)
         if key == "caption":

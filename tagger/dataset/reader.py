@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from tagger.errors import OptionsError
 from tagger.safeio import TextFile, read_text_file
-from tagger.writers import split_caption
 
 DEFAULT_EXTENSION = ".txt"
 SIDECAR_EXTENSION = ".json"
@@ -112,8 +111,7 @@ def _folder_entries(
     from tagger.image import image_extensions
 
     known = image_extensions()
-    splitext = os.path.splitext
-    images: list[str] = []
+    images: list[tuple[str, str]] = []  # (name, stem)
     files: set[str] = set()
     subfolders: list[str] = []
     try:
@@ -129,26 +127,26 @@ def _folder_entries(
                 except OSError:
                     continue
                 files.add(name)
-                if splitext(name)[1].lower() in known:
-                    images.append(name)
+                dot = name.rfind(".")
+                if dot > 0 and name[dot:].lower() in known:
+                    images.append((name, name[:dot]))
     except OSError:
         return [], []
     images.sort()
     stems: dict[str, int] = {}
-    for name in images:
-        stem = os.path.splitext(name)[0]
+    for _, stem in images:
         stems[stem] = stems.get(stem, 0) + 1
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
     found: list[Entry] = []
-    for name in images:
-        stem = os.path.splitext(name)[0]
+    for name, stem in images:
         caption = stem + extension
         sidecar = stem + SIDECAR_EXTENSION
         found.append(
             Entry(
-                image=os.path.join(folder, name),
-                caption=os.path.join(folder, caption),
+                image=prefix + name,
+                caption=prefix + caption,
                 has_caption=caption in files,
-                sidecar=os.path.join(folder, sidecar) if sidecar in files else None,
+                sidecar=prefix + sidecar if sidecar in files else None,
                 root=root,
                 shared=stems[stem] > 1,
                 rel_folder=rel_folder,
@@ -157,8 +155,7 @@ def _folder_entries(
     if orphans:
         for name in files:
             if name.endswith(extension) and name[: -len(extension)] not in stems:
-                caption = os.path.join(folder, name)
-                found.append(Entry("", caption, True, None, root, rel_folder=rel_folder))
+                found.append(Entry("", prefix + name, True, None, root, rel_folder=rel_folder))
         found.sort(key=lambda e: os.path.basename(e.path))
     subfolders.sort()
     return found, [os.path.join(folder, name) for name in subfolders]
@@ -229,12 +226,14 @@ def read_caption(entry: Entry) -> TextFile | None:
 
 
 def split_tags(text: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
-    """A caption's tags: split on the separator, stripped, empty pieces dropped.
+    """A caption's tags: split on the separator, stripped, empty pieces dropped (what
+    ``tagger.writers.split_caption`` does, in fewer steps).
 
     >>> split_tags("1girl, solo,, long hair\\n")
     ['1girl', 'solo', 'long hair']
     """
-    return split_caption(text, separator)
+    sep = separator.strip() or separator
+    return [tag for tag in map(str.strip, text.split(sep)) if tag]
 
 
 def join_tags(tags: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:

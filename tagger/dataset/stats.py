@@ -23,12 +23,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagger.dataset.reader import DEFAULT_EXTENSION, DEFAULT_SEPARATOR, Entry, iter_entries
+from tagger.dataset.reader import (
+    DEFAULT_EXTENSION,
+    DEFAULT_SEPARATOR,
+    Entry,
+    iter_entries,
+    split_tags,
+)
 from tagger.dataset.tokens import CLIP_TOKEN_LIMIT, token_counter
 from tagger.errors import OutputError
 from tagger.safeio import decode_text, read_bytes_nofollow
 from tagger.tags import normalize_tag
-from tagger.writers import split_caption
 
 #: Example paths kept per finding unless told otherwise.
 DEFAULT_EXAMPLES = 20
@@ -308,7 +313,7 @@ def dataset_stats(
             stats.untagged.add(entry.relative)
             continue
         stats.captioned += 1
-        tags = split_caption(file.text, separator)
+        tags = split_tags(file.text, separator)
         stats.tag_lengths[len(tags)] += 1
         if not tags:
             stats.untagged.add(entry.relative)
@@ -318,7 +323,7 @@ def dataset_stats(
         if len(unique) != len(tags):
             stats.repeated.add(entry.relative)
         folder_counts.update(unique.keys())
-        new = [tag for tag in unique if tag not in first_seen]
+        new = unique.keys() - first_seen.keys()
         if new:
             relative = entry.relative
             for tag in new:

@@ -338,7 +338,11 @@ class DatasetUI:
             [w["selection"], w["status"], w["tags"], *view, *editor],
         )
         if "paste_text" in w:
-            w["caption"].change(self.on_paste_text, [w["caption"]], [w["paste_text"]])
+            w["caption"].change(
+                self.on_paste_text,
+                [w["caption"], w["selected"], w["extension"]],
+                [w["paste_text"]],
+            )
         bulk = [
             w["rename"],
             w["remove"],
@@ -386,10 +390,18 @@ class DatasetUI:
         )
         w["open"].click(self.on_open, [w["key"], w["finding"]], editor)
 
-    def on_paste_text(self, caption: str) -> str:
-        """What Send to txt2img pastes: the caption, as the host reads a prompt."""
+    def on_paste_text(self, caption: str, image: str = "", extension: str = ".txt") -> str:
+        """What Send to txt2img pastes: the caption, as the host reads a prompt (with a
+        settings line of the tagger's own naming the image, which the host does not paste)."""
         text = caption or ""
-        return self.host.infotext(text, {}) if self.host.infotext is not None else text
+        if self.host.infotext is None:
+            return text
+        parameters = {
+            "Tagger": "dataset caption",
+            "Tagger dataset image": image or "-",
+            "Tagger caption extension": extension or ".txt",
+        }
+        return self.host.infotext(text, parameters)
 
     # -- handlers -----------------------------------------------------------------------------
     def _view(self, index: DatasetIndex, selection: list[int], number: int) -> list[Any]:
