@@ -323,7 +323,7 @@ def dataset_stats(
         if len(unique) != len(tags):
             stats.repeated.add(entry.relative)
         folder_counts.update(unique.keys())
-        new = unique.keys() - first_seen.keys()
+        new = [tag for tag in unique if tag not in first_seen]
         if new:
             relative = entry.relative
             for tag in new:
