@@ -105,9 +105,10 @@ def caption_of(image: str, extension: str = DEFAULT_EXTENSION) -> str:
 
 def _folder_entries(
     folder: str, root: str, extension: str, orphans: bool, rel_folder: str | None = None
-) -> tuple[list[Entry], list[str]]:
-    """The entries of one folder, in name order, and its visible sub-folders
-    (``rel_folder``: the folder relative to ``root``, with ``/``)."""
+) -> tuple[Iterator[Entry], list[str]]:
+    """The entries of one folder, in name order (made one at a time: only the folder's names
+    are held), and its visible sub-folders (``rel_folder``: the folder relative to ``root``,
+    with ``/``)."""
     from tagger.image import image_extensions
 
     known = image_extensions()
@@ -131,18 +132,28 @@ def _folder_entries(
                 if dot > 0 and name[dot:].lower() in known:
                     images.append((name, name[:dot]))
     except OSError:
-        return [], []
-    images.sort()
+        return iter(()), []
     stems: dict[str, int] = {}
     for _, stem in images:
         stems[stem] = stems.get(stem, 0) + 1
+    if orphans:
+        images.extend(
+            (name, "")  # an orphan caption: no image has its stem
+            for name in files
+            if name.endswith(extension) and name[: -len(extension)] not in stems
+        )
+    images.sort()
+    subfolders.sort()
     prefix = folder if folder.endswith(os.sep) else folder + os.sep
-    found: list[Entry] = []
-    for name, stem in images:
-        caption = stem + extension
-        sidecar = stem + SIDECAR_EXTENSION
-        found.append(
-            Entry(
+
+    def entries() -> Iterator[Entry]:
+        for name, stem in images:
+            if not stem:
+                yield Entry("", prefix + name, True, None, root, rel_folder=rel_folder)
+                continue
+            caption = stem + extension
+            sidecar = stem + SIDECAR_EXTENSION
+            yield Entry(
                 image=prefix + name,
                 caption=prefix + caption,
                 has_caption=caption in files,
@@ -151,14 +162,8 @@ def _folder_entries(
                 shared=stems[stem] > 1,
                 rel_folder=rel_folder,
             )
-        )
-    if orphans:
-        for name in files:
-            if name.endswith(extension) and name[: -len(extension)] not in stems:
-                found.append(Entry("", prefix + name, True, None, root, rel_folder=rel_folder))
-        found.sort(key=lambda e: os.path.basename(e.path))
-    subfolders.sort()
-    return found, [os.path.join(folder, name) for name in subfolders]
+
+    return entries(), [os.path.join(folder, name) for name in subfolders]
 
 
 def iter_entries(
