@@ -360,7 +360,8 @@ def run_edit(args: argparse.Namespace) -> int:
         if result.journal:
             print(f"journal {result.journal}: undo with tagger dataset undo {args.paths[0]}")
         for path, reason in result.failed:
-            print(f"failed: {path}: {reason}", file=sys.stderr)
+            shown = reason if reason.startswith(path) else f"{path}: {reason}"
+            print(f"failed: {shown}", file=sys.stderr)
     return EXIT_FAILED if result.failed else EXIT_OK
 
 

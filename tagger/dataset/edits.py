@@ -467,6 +467,19 @@ def run_edit(
     return result
 
 
+def failure_reason(exc: BaseException) -> str:
+    """Why a caption was left alone, without the tagging run's advice (``--on-existing``
+    does not apply to edits).
+
+    >>> failure_reason(OSError("x.txt: not UTF-8; or use --on-existing overwrite to replace it"))
+    'x.txt: not UTF-8'
+    """
+    text = str(exc)
+    for advice in (" or use --on-existing overwrite to replace it", "; or use --on-existing"):
+        text = text.split(advice)[0]
+    return text.rstrip("; ")
+
+
 def spec_dict(spec: EditSpec) -> dict[str, Any]:
     """The edit as plain JSON values."""
     from tagger.options import dump
@@ -507,7 +520,7 @@ def _edit_chunk(
                 continue
             text = decode_text(data, entry.caption)
         except (OutputError, OSError, PermissionError) as exc:
-            result.failed.append((entry.caption, str(exc)))
+            result.failed.append((entry.caption, failure_reason(exc)))
             continue
         tags = split_tags(text.text, separator)
         record = Record(
