@@ -324,3 +324,11 @@ def output_folder_text(folder: str, batch_options: BatchOptions) -> str:
     if batch_options.output_dir:
         return str(Path(batch_options.output_dir))
     return f"beside the images in {folder}"
+
+
+def doctor_text() -> str:
+    """``tagger doctor``'s report (onnxruntime build and providers, the CUDA/cuDNN libraries its
+    CUDA provider needs and where each resolves, torch's CUDA/cuDNN, the fix), as text."""
+    from tagger.doctor import collect
+
+    return collect().format()
