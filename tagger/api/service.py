@@ -6,14 +6,23 @@ Errors are the core's (``tagger.errors``); ``tagger.api.errors`` turns them into
 Models run inside ``running()``: the host's lock (the webui's ``queue_lock``) when one was given,
 plus a gate that lets requests run side by side but makes ``unload`` wait until none is running
 (and new runs wait until the unload is done), so a model is never dropped under a request.
+
+Memory under hostile input is bounded three ways (see ``Limits``): the request body's size
+(checked by the routes before the body is read), the pixels of an image (read from its header
+before it is decoded), and the pixels decoded at once (``PixelBudget``): a request holds its
+image's pixel count from the decode until the image is reduced to the model's input, so
+parallel requests of small files that decode to huge images wait their turn instead of
+holding one full-size copy each.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
@@ -25,43 +34,177 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagger.errors import ImageLoadError, ImageTooLargeError, ModelNotFoundError, OptionsError
-from tagger.image import DEFAULT_MAX_PIXELS
+from tagger.errors import (
+    ImageLoadError,
+    ImageTooLargeError,
+    ModelFilesMissingError,
+    ModelLoadError,
+    ModelNotFoundError,
+    OptionsError,
+)
 from tagger.options import CaptionOptions
 from tagger.registry import (
     ModelSpec,
     default_models_dirs,
-    is_wd14_folder,
+    find_captioner_by_name,
+    find_model_by_name,
+    list_captioners,
     list_models,
-    local_spec,
-    registry_lookup,
+    name_problem,
 )
 
 if TYPE_CHECKING:
     from PIL import Image
 
+    from tagger.api.folders import FolderChecks
     from tagger.options import TagOptions
     from tagger.tags import Labels, TagResult
     from tagger.wd14 import WD14Tagger
 
 log = logging.getLogger("tagger")
 
-#: Largest decoded image file accepted in a request body (base64 is a third larger).
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
-#: Pixel limit of images sent over HTTP (decompression-bomb guard).
-MAX_PIXELS = DEFAULT_MAX_PIXELS
+#: Pixel limit of images sent over HTTP: 4096 x 4096. The taggers see 448 x 448 pixels (BLIP
+#: 384, CLIP 224), so a 4096-pixel side is already reduced more than 9 times; larger images
+#: cost memory and decoding time and add nothing the models can see.
+HTTP_MAX_PIXELS = 4096 * 4096
+#: Peak memory of decoding one image and making it RGB on white, per pixel: measured 4.6
+#: bytes (RGB PNG), 12 (RGBA), 16 (grey with alpha), 21 (16-bit grey); rounded up.
+PEAK_BYTES_PER_PIXEL = 24
+#: Memory the default decode budget aims to stay within (see ``default_max_decodes``).
+DECODE_MEMORY = 1 << 30
+#: What a request body holds besides its base64 image (model name, options): the body limit's
+#: allowance on top of the image.
+BODY_ALLOWANCE = 1 << 20
 #: Images one picobyte-style queue may hold before it must be finalised.
 MAX_QUEUE_ITEMS = 100_000
+#: Longest model name echoed in an error message.
+_SHOWN_NAME = 100
 
 _DATA_URL = re.compile(r"data:[^,]*,", re.IGNORECASE)
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/\-_]*")
 _QUEUE_NAME_CHARS = string.ascii_uppercase + string.digits
 
 
+# -- limits -------------------------------------------------------------------------------------
+
+
+def default_max_body_bytes(max_pixels: int) -> int:
+    """The default request body limit for a pixel limit: the largest 8-bit RGB image the pixel
+    limit admits, stored without compression (3 bytes a pixel, as BMP or an uncompressed PNG),
+    in base64 (4 characters for 3 bytes: 4 bytes a pixel), plus 1 MiB for the rest of the JSON.
+
+    >>> default_max_body_bytes(4096 * 4096)  # 65 MiB
+    68157440
+    """
+    return 4 * max_pixels + BODY_ALLOWANCE
+
+
+def default_max_decodes(max_pixels: int, cores: int | None = None) -> int:
+    """How many images of the largest admitted size may be decoded at once by default: as
+    many as fit in ``DECODE_MEMORY`` at ``PEAK_BYTES_PER_PIXEL``, at most one per core, at
+    least one.
+
+    >>> default_max_decodes(4096 * 4096, cores=16), default_max_decodes(1024 * 1024, cores=4)
+    (2, 4)
+    >>> default_max_decodes(178_956_970, cores=16)
+    1
+    """
+    cores = cores or os.cpu_count() or 1
+    fits = DECODE_MEMORY // max(1, max_pixels * PEAK_BYTES_PER_PIXEL)
+    return max(1, min(cores, fits))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost: its body, its image's pixels, and the decodes at once.
+
+    ``max_body_bytes`` and ``max_decodes`` of 0 take their defaults from ``max_pixels``
+    (``default_max_body_bytes``, ``default_max_decodes``).
+    """
+
+    max_pixels: int = HTTP_MAX_PIXELS
+    max_body_bytes: int = 0
+    max_decodes: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_body_bytes", "max_decodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise OptionsError(f"{name} must be a whole number of at least 0, got {value!r}")
+        if self.max_pixels < 1:
+            raise OptionsError(f"max_pixels must be at least 1, got {self.max_pixels}")
+        if self.max_body_bytes == 0:
+            object.__setattr__(self, "max_body_bytes", default_max_body_bytes(self.max_pixels))
+        if self.max_decodes == 0:
+            object.__setattr__(self, "max_decodes", default_max_decodes(self.max_pixels))
+
+    @property
+    def max_image_bytes(self) -> int:
+        """Largest image file a body can carry: three quarters of the body (base64)."""
+        return self.max_body_bytes * 3 // 4
+
+    @property
+    def decode_budget(self) -> int:
+        """Pixels that may be decoded at once: ``max_decodes`` images of ``max_pixels``."""
+        return self.max_decodes * self.max_pixels
+
+
+class PixelBudget:
+    """A semaphore counted in pixels: a request holds its image's pixels while the full-size
+    image exists; requests wait, first come first served, until enough are free."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise OptionsError(f"a pixel budget needs at least 1 pixel, got {capacity}")
+        self.capacity = capacity
+        self._free = capacity
+        self._cond = threading.Condition()
+        self._queue: collections.deque[object] = collections.deque()
+        #: The most pixels held at once since the budget was made (for tests and benchmarks).
+        self.peak = 0
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for pixels now."""
+        with self._cond:
+            return len(self._queue)
+
+    @property
+    def in_use(self) -> int:
+        """Pixels held now."""
+        with self._cond:
+            return self.capacity - self._free
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        """Hold ``pixels`` (at least 1, at most the capacity) until the block ends."""
+        amount = min(max(1, pixels), self.capacity)
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] is not ticket or self._free < amount:
+                    self._cond.wait()
+            except BaseException:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                raise
+            self._queue.popleft()
+            self._free -= amount
+            self.peak = max(self.peak, self.capacity - self._free)
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += amount
+                self._cond.notify_all()
+
+
 # -- images ------------------------------------------------------------------------------------
 
 
-def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+def decode_base64_image(text: str, *, max_bytes: int) -> bytes:
     """Return the file bytes of an image sent as base64, as the webui's own decoder accepts it.
 
     A data URL prefix (``data:image/png;base64,``) is removed; whitespace and line breaks are
@@ -69,7 +212,7 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
     refused (this server never downloads). Raises ``ImageLoadError`` (or ``ImageTooLargeError``
     over ``max_bytes``) saying what is wrong.
 
-    >>> decode_base64_image("data:image/png;base64,aGVsbG8")
+    >>> decode_base64_image("data:image/png;base64,aGVsbG8", max_bytes=100)
     b'hello'
     """
     value = text.strip()
@@ -87,7 +230,9 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
         raise ImageLoadError("image", "is missing (empty): send the image file's bytes as base64")
     if len(compact) * 3 // 4 > max_bytes:
         raise ImageTooLargeError(
-            "image", f"is over {max_bytes // (1024 * 1024)} MiB; send a smaller file"
+            "image",
+            f"is over this server's limit of {max_bytes:,} bytes for an image file; send a "
+            "smaller file (the server's owner sets the limit with tagger serve --max-body-bytes)",
         )
     if _BASE64_CHARS.fullmatch(compact) is None:
         bad = next(char for char in compact if _BASE64_CHARS.fullmatch(char) is None)
@@ -103,12 +248,39 @@ def decode_base64_image(text: str, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes
         raise ImageLoadError("image", f"is not valid base64: {exc}") from None
 
 
-def load_request_image(text: str, *, max_pixels: int | None = None) -> tuple[Image.Image, bytes]:
-    """Decode a request's base64 image into an RGB image; returns it with the file's bytes."""
-    from tagger.image import load_image
+def too_many_pixels(described: str, max_pixels: int) -> ImageTooLargeError:
+    """The error for an image over the server's pixel limit, naming the limit and the flag."""
+    return ImageTooLargeError(
+        "image",
+        f"{described}, over this server's limit of {max_pixels:,} pixels; send a smaller "
+        f"image (the server's owner sets the limit with tagger serve --max-pixels N, or "
+        f"mount(max_pixels=N))",
+    )
 
-    data = decode_base64_image(text)
-    return load_image(data, max_pixels=max_pixels or MAX_PIXELS), data
+
+def image_pixels(data: bytes, max_pixels: int) -> int:
+    """The pixel count of an image file, read from its header without decoding the pixels.
+
+    Raises ``ImageTooLargeError`` over ``max_pixels`` (naming the server's limit), or the
+    loader's own ``ImageLoadError`` for bytes that are not an image.
+    """
+    from PIL import Image
+
+    from tagger.image import load_image, register_format_plugins
+
+    register_format_plugins()
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # over Pillow's own limit, far above any server's
+        raise too_many_pixels("has more than 178,956,970 pixels", max_pixels) from None
+    except Exception:
+        load_image(data, max_pixels=max_pixels)  # raises the loader's reason (not an image...)
+        return max_pixels  # pragma: no cover - the loader opens what Pillow could not
+    if width * height > max_pixels:
+        described = f"has {width}\N{MULTIPLICATION SIGN}{height} = {width * height:,} pixels"
+        raise too_many_pixels(described, max_pixels)
+    return width * height
 
 
 # -- concurrency ----------------------------------------------------------------------------------
@@ -294,18 +466,18 @@ class Queues:
 # -- the service -----------------------------------------------------------------------------------
 
 
-def looks_like_path(name: str) -> bool:
-    """True for a model name that points somewhere (``/``, ``\\``, ``:``, a leading ``.``, NUL):
-    over HTTP clients name models, they never point at server folders.
+def shown_name(name: str) -> str:
+    """A client's model name as error messages echo it: quoted, escaped, at most 100 chars.
 
-    >>> looks_like_path("wd-vit-tagger-v3"), looks_like_path("../models/x")
-    (False, True)
+    >>> shown_name("tiny"), shown_name("a" * 120)[-5:]
+    ("'tiny'", "aaa'…")
     """
-    return any(c in name for c in ("\x00", "/", "\\", ":")) or name.startswith(".")
+    text = repr(name[:_SHOWN_NAME])
+    return text + "…" if len(name) > _SHOWN_NAME else text
 
 
 class TaggerService:
-    """Everything one mounted API needs: where models are, how they run, and its queues."""
+    """Everything one mounted API needs: where models are, how they run, its limits, queues."""
 
     def __init__(
         self,
@@ -315,15 +487,21 @@ class TaggerService:
         hf_cache: str | os.PathLike[str] | None = None,
         providers: str | list[str] | None = "auto",
         device_id: int = 0,
+        limits: Limits | None = None,
     ) -> None:
+        from tagger.api.folders import FolderChecks
+
         dirs = [Path(d).expanduser() for d in models_dirs]
         self.models_dirs: list[Path] = dirs or default_models_dirs()
         self.hf_cache = hf_cache
         self.providers = providers
         self.device_id = device_id
         self.host_lock = lock
+        self.limits = limits or Limits()
+        self.budget = PixelBudget(self.limits.decode_budget)
         self.gate = RunGate()
         self.queues = Queues()
+        self.folders: FolderChecks = FolderChecks()
         self.input_sizes: dict[str, int] = {}  # read from each model when it is loaded
 
     # -- models ----------------------------------------------------------------------------
@@ -331,75 +509,77 @@ class TaggerService:
         """Local model folders (first found wins per name), then the registry entries."""
         return list_models(self.models_dirs)
 
+    def problem(self, spec: ModelSpec) -> str | None:
+        """Why a local model folder cannot load (cheap, cached), or None; None for registry
+        models (their files are checked when they load)."""
+        if spec.path is None or spec.family != "wd14":
+            return None
+        return self.folders.problem(spec.path, spec.key)
+
     def model_keys(self) -> list[str]:
-        """The names clients can use (aliases of registry keys are accepted too)."""
-        return [spec.key for spec in self.models()]
+        """The names ``/interrogators`` offers: local folders that can load, then the registry
+        keys (their aliases are accepted too)."""
+        return [spec.key for spec in self.models() if self.problem(spec) is None]
+
+    def _unknown(self, kind: str, name: str, valid: Iterable[str]) -> ModelNotFoundError:
+        """The one 404 for a name that names nothing: the same whatever exists on the disk."""
+        return ModelNotFoundError(
+            f"unknown {kind} {shown_name(name)}: name a {kind} by its key or by the name of a "
+            f"folder in the server's models folders (paths are not accepted over HTTP); "
+            f"one of: {', '.join(valid)}"
+        )
 
     def resolve(self, name: str) -> ModelSpec:
-        """The model a client named: a local folder's name, a registry key or an alias.
+        """The tagger a client named: a folder's name in the server's models folders, a
+        registry key or an alias. The only way an HTTP request's tagger name reaches the disk.
 
-        Paths are refused: a client names models, it does not point at server folders.
+        A name that is not a plain name (``name_problem``: paths, ``~``, drives...) or that
+        names nothing gets the same 404; a folder that cannot load raises ``ModelLoadError``
+        with the reason.
         """
         text = str(name).strip()
-        valid = ", ".join(self.model_keys())
-        if not text:
-            raise ModelNotFoundError(f"no model named: use one of {valid}")
-        if looks_like_path(text):
-            raise ModelNotFoundError(
-                f"model {text!r} looks like a path; over HTTP name a model by its key or by the "
-                f"name of a folder in the server's models folders: {valid}"
-            )
-        for folder in self.models_dirs:
-            path = folder / text
-            if is_wd14_folder(path):
-                return local_spec(path)
-        spec = registry_lookup(text)
-        if spec is not None:
-            return spec
-        raise ModelNotFoundError(f"unknown model {text!r}: use one of {valid}")
+        spec = find_model_by_name(text, self.models_dirs) if name_problem(text) is None else None
+        if spec is None:
+            raise self._unknown("model", text, self.model_keys())
+        problem = self.problem(spec)
+        if problem is not None:
+            raise ModelLoadError(problem)
+        return spec
 
     def resolve_captioner(self, name: str) -> ModelSpec:
         """The captioner a client named: a registry key or alias, or a folder's name in the
-        models folders (paths are refused, as for taggers)."""
-        from tagger.registry import list_captioners, resolve_captioner
-
+        server's models folders; the same rules and the same 404 as ``resolve``."""
         text = str(name).strip()
-        valid = ", ".join(spec.key for spec in list_captioners(self.models_dirs))
-        if not text or looks_like_path(text):
-            raise ModelNotFoundError(
-                f"captioner {text!r} is not a captioner name; use one of {valid}"
-            )
+        spec = None
+        if name_problem(text) is None:
+            spec = find_captioner_by_name(text, self.models_dirs)
+        if spec is None:
+            valid = [spec.key for spec in list_captioners(self.models_dirs)]
+            raise self._unknown("captioner", text, valid)
+        return spec
+
+    @contextlib.contextmanager
+    def where_to_put(self, spec: ModelSpec) -> Iterator[None]:
+        """Add to a registry model's missing-files error where this server looks for it."""
         try:
-            return resolve_captioner(text, self.models_dirs)
-        except ModelNotFoundError:
-            raise ModelNotFoundError(f"unknown captioner {text!r}: use one of {valid}") from None
-
-    def caption(self, spec: ModelSpec, image: Image.Image, options: CaptionOptions) -> str:
-        """Caption one image (the captioner loaded once, shared with the CLI's cache)."""
-        from tagger.captioners import get_captioner
-        from tagger.captioners.common import torch_device_for
-
-        providers = (
-            self.providers if isinstance(self.providers, str) else ",".join(self.providers or [])
-        )
-        with self.running():
-            captioner = get_captioner(
-                spec,
-                device=torch_device_for(providers),
-                device_id=self.device_id,
-                half=options.half,
-                cache_dir=self.hf_cache,
-                models_dirs=self.models_dirs,
-            )
-            return captioner.caption([image], options)[0]
+            yield
+        except ModelFilesMissingError as exc:
+            if spec.is_local or not self.models_dirs:
+                raise
+            folder = self.models_dirs[0] / spec.key
+            raise ModelFilesMissingError(
+                f"{exc} On this server, a folder {str(folder)!r} holding them is used for "
+                f"{spec.key!r} (no download needed)."
+            ) from exc
 
     def tagger(self, spec: ModelSpec) -> WD14Tagger:
         """The loaded model (loaded once, shared through ``tagger.cache``)."""
         from tagger.cache import get_tagger
 
-        model = get_tagger(
-            spec, providers=self.providers, device_id=self.device_id, cache_dir=self.hf_cache
-        )
+        with self.where_to_put(spec):
+            model = get_tagger(
+                spec, providers=self.providers, device_id=self.device_id, cache_dir=self.hf_cache
+            )
         self.input_sizes[spec.key] = model.input_size
         return model
 
@@ -426,22 +606,84 @@ class TaggerService:
         with self._host(), self.gate.exclusive():
             return unload_all()
 
-    def scores(self, spec: ModelSpec, image: Image.Image) -> Scores:
-        """Run the model on one image and return all its scores."""
+    # -- images ----------------------------------------------------------------------------
+    def image_bytes(self, text: str) -> bytes:
+        """A request's base64 image as file bytes, its size and pixels checked (not decoded)."""
+        data = decode_base64_image(text, max_bytes=self.limits.max_image_bytes)
+        image_pixels(data, self.limits.max_pixels)
+        return data
+
+    @contextlib.contextmanager
+    def decoded(self, data: bytes) -> Iterator[Image.Image]:
+        """The decoded RGB image of checked file bytes, with its pixels held in the decode
+        budget until the block ends (keep the block to the work on the full-size image)."""
+        from tagger.image import load_image
+
+        limit = self.limits.max_pixels
+        with self.budget.hold(image_pixels(data, limit)):
+            try:
+                image = load_image(data, max_pixels=limit)
+            except ImageTooLargeError as exc:  # Pillow's own limit, if a plugin reports late
+                raise too_many_pixels(exc.reason, limit) from None
+            try:
+                yield image
+            finally:
+                image.close()
+                del image
+
+    def scores(self, spec: ModelSpec, data: bytes) -> Scores:
+        """Run the tagger on one image file and return all its scores.
+
+        The model is loaded first; the image is decoded and reduced to the model's input
+        inside the decode budget, and the model runs after the full-size image is gone.
+        """
         from tagger.tags import label_index, split_scores
 
         with self.running():
             model = self.tagger(spec)
-            batch = model.preprocess(image)[None]
-            row = model.forward(batch)[0]
             labels = model.labels
+        with self.decoded(data) as image:
+            batch = model.preprocess(image)[None]
+        with self.running():
+            row = self.tagger(spec).forward(batch)[0]
         probs = [float(value) for value in row.tolist()]
         rating, general, character = split_scores(probs, labels)
         return Scores(spec.key, rating, general, character, label_index(labels), probs, labels)
 
+    def caption(self, spec: ModelSpec, data: bytes, options: CaptionOptions) -> str:
+        """Caption one image file (the captioner loaded once, shared with the CLI's cache);
+        the image is decoded and preprocessed inside the decode budget, as for ``scores``."""
+        from tagger.captioners import get_captioner
+        from tagger.captioners.common import torch_device_for
+
+        providers = (
+            self.providers if isinstance(self.providers, str) else ",".join(self.providers or [])
+        )
+
+        def loaded() -> Any:
+            with self.where_to_put(spec):
+                return get_captioner(
+                    spec,
+                    device=torch_device_for(providers),
+                    device_id=self.device_id,
+                    half=options.half,
+                    cache_dir=self.hf_cache,
+                    models_dirs=self.models_dirs,
+                )
+
+        with self.running():
+            captioner = loaded()
+        with self.decoded(data) as image:
+            pixels = captioner.preprocess(image)
+        with self.running():
+            captioner = loaded()
+            ids = captioner.forward(captioner.collate([pixels]), options)
+            return captioner.postprocess(ids[0], options)
+
 
 def model_info(service: TaggerService, spec: ModelSpec, loaded: Iterable[str]) -> dict[str, Any]:
     """The metadata the model list shows for one model."""
+    problem = service.problem(spec)
     return {
         "key": spec.key,
         "family": spec.family,
@@ -456,6 +698,8 @@ def model_info(service: TaggerService, spec: ModelSpec, loaded: Iterable[str]) -
         "aliases": list(spec.aliases),
         "downloaded": service.is_downloaded(spec),
         "loaded": spec.key in set(loaded),
+        "loadable": problem is None,
+        "error": problem,
     }
 
 
