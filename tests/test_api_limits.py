@@ -1,5 +1,5 @@
 """Memory under hostile input: the body limit (checked before the body is read), the pixel limit
-(checked from the image's header before decoding) and the decode budget (parallel requests of
+(checked from the image's header before decoding) and the decode pool (parallel requests of
 small files that decode to huge images wait their turn), on a real uvicorn server where the
 point is HTTP."""
 
@@ -22,10 +22,11 @@ pytest.importorskip("uvicorn")
 from apiutil import b64, client, make_app, png_header_only, sample_image, served, solid_png
 from fastapi import Request
 
+from tagger.api.errors import BodyGate, body_reservation
 from tagger.api.service import (
     HTTP_MAX_PIXELS,
+    DecodePool,
     Limits,
-    PixelBudget,
     default_max_body_bytes,
     default_max_decodes,
 )
@@ -48,7 +49,6 @@ def test_default_limits() -> None:
     assert limits.max_body_bytes == default_max_body_bytes(HTTP_MAX_PIXELS) == 68_157_440
     assert limits.max_image_bytes == 51_118_080
     assert limits.max_decodes == default_max_decodes(HTTP_MAX_PIXELS)
-    assert limits.decode_budget == limits.max_decodes * HTTP_MAX_PIXELS
 
 
 def test_the_default_body_fits_the_largest_uncompressed_rgb_image_in_base64() -> None:
@@ -87,7 +87,7 @@ def test_mount_passes_the_limits(model_dir: Path) -> None:
     app = make_app(models_dirs=[model_dir.parent], max_pixels=1000, max_decodes=3)
     service = app.state.tagger_api.service
     assert service.limits == Limits(max_pixels=1000, max_body_bytes=4000 + 2**20, max_decodes=3)
-    assert service.budget.capacity == 3000
+    assert service.decodes.size == 3
     app = make_app(models_dirs=[model_dir.parent], max_body_bytes=12345)
     assert app.state.tagger_api.service.limits.max_body_bytes == 12345
 
@@ -107,7 +107,7 @@ def test_serve_flags(tmp_path: Path) -> None:
             parser.parse_args(["serve", *bad])
 
 
-# -- the pixel budget ------------------------------------------------------------------------------
+# -- the decode pool -------------------------------------------------------------------------------
 
 
 def _wait_until(condition: Any) -> None:
@@ -120,52 +120,57 @@ def _wait_until(condition: Any) -> None:
         time.sleep(0.005)
 
 
-def test_budget_makes_a_large_request_wait_and_serves_in_order() -> None:
-    budget = PixelBudget(100)
+def test_the_pool_runs_one_at_a_time_in_order_in_its_own_thread() -> None:
+    pool = DecodePool(1)
     order: list[str] = []
-    release_first = threading.Event()
+    release = threading.Event()
+    threads_seen: set[str] = set()
 
-    def first() -> None:
-        with budget.hold(70):
-            order.append("first in")
-            release_first.wait(30)
-        order.append("first out")
+    def work(name: str) -> Any:
+        def run() -> str:
+            threads_seen.add(threading.current_thread().name)
+            order.append(f"{name} in")
+            if name == "first":
+                release.wait(30)
+            order.append(f"{name} out")
+            return name
 
-    def second() -> None:
-        with budget.hold(50):  # does not fit beside the first
-            order.append("second in")
+        return run
 
-    def third() -> None:
-        with budget.hold(10):  # would fit, but waits its turn behind the second
-            order.append("third in")
-
-    threads = [threading.Thread(target=first)]
-    threads[0].start()
-    _wait_until(lambda: budget.in_use == 70)
-    threads.append(threading.Thread(target=second))
-    threads[1].start()
-    _wait_until(lambda: budget.waiting == 1)
-    threads.append(threading.Thread(target=third))
-    threads[2].start()
-    _wait_until(lambda: budget.waiting == 2)
+    results: list[str] = []
+    callers = [threading.Thread(target=lambda: results.append(pool.run(work("first"))))]
+    callers[0].start()
+    _wait_until(lambda: pool.active == 1)
+    for queued, name in enumerate(("second", "third"), start=1):
+        callers.append(threading.Thread(target=lambda n=name: results.append(pool.run(work(n)))))
+        callers[-1].start()
+        _wait_until(lambda q=queued: pool.waiting == q)
     assert order == ["first in"]
-    release_first.set()
-    for thread in threads:
-        thread.join(30)
-    assert order == ["first in", "first out", "second in", "third in"]
-    assert budget.in_use == 0
-    assert budget.peak == 70
+    release.set()
+    for caller in callers:
+        caller.join(30)
+    assert order == [f"{n} {w}" for n in ("first", "second", "third") for w in ("in", "out")]
+    assert sorted(results) == ["first", "second", "third"]
+    assert pool.peak == 1
+    assert (pool.active, pool.waiting) == (0, 0)
+    assert len(threads_seen) == 1
+    assert next(iter(threads_seen)).startswith("tagger-decode")
+    pool.shutdown()
 
 
-def test_budget_caps_a_request_at_its_capacity_and_frees_on_errors() -> None:
-    budget = PixelBudget(100)
-    with budget.hold(10**9):
-        assert budget.in_use == 100
-    with pytest.raises(RuntimeError), budget.hold(40):
-        raise RuntimeError("the decode failed")
-    assert budget.in_use == 0
-    with budget.hold(0):
-        assert budget.in_use == 1
+def test_the_pool_passes_errors_back() -> None:
+    pool = DecodePool(2)
+
+    def broken() -> None:
+        raise ValueError("the decode failed")
+
+    with pytest.raises(ValueError, match="the decode failed"):
+        pool.run(broken)
+    assert pool.run(lambda: 42) == 42
+    assert (pool.active, pool.waiting) == (0, 0)
+    with pytest.raises(OptionsError):
+        DecodePool(0)
+    pool.shutdown()
 
 
 # -- the body limit --------------------------------------------------------------------------------
@@ -278,6 +283,101 @@ def test_the_limit_leaves_the_host_apps_other_routes_alone(model_dir: Path) -> N
     assert api.post(f"{URL}/tag", content=big).status_code == 413
 
 
+def test_body_reservations() -> None:
+    assert body_reservation("POST", {"content-length": "0"}, 100) == 0
+    assert body_reservation("POST", {"content-length": "70"}, 100) == 70
+    assert body_reservation("POST", {"content-length": "700"}, 100) == 700  # refused by the caller
+    assert body_reservation("POST", {"transfer-encoding": "chunked"}, 100) == 100
+    assert body_reservation("POST", {"content-length": "x"}, 100) == 0
+    assert body_reservation("GET", {}, 100) == 0
+
+
+def test_the_body_gate_holds_at_most_its_capacity() -> None:
+    import asyncio
+
+    gate = BodyGate(100)
+    order: list[str] = []
+
+    async def request(name: str, amount: int, release: asyncio.Event | None = None) -> None:
+        async with gate.hold(amount):
+            order.append(f"{name} in")
+            if release is not None:
+                await release.wait()
+        order.append(f"{name} out")
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+        first = asyncio.create_task(request("first", 70, release))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(request("second", 50))  # does not fit beside the first
+        small = asyncio.create_task(request("small", 30))  # fits
+        empty = asyncio.create_task(request("empty", 0))  # no body: never waits
+        await asyncio.wait_for(asyncio.gather(small, empty), 30)
+        assert gate.held == 70
+        assert "second in" not in order
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 30)
+
+    asyncio.run(scenario())
+    assert order.index("first out") < order.index("second in")
+    assert gate.peak == 100
+    assert gate.held == 0
+
+
+def test_many_large_bodies_wait_for_each_other(
+    model_dir: Path, image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 requests whose bodies are all of the largest size: 4 are served at once, the others
+    wait before their body is read; all are answered."""
+    from tagger.api.service import BODIES_IN_FLIGHT, TaggerService
+
+    body = json.dumps({"image": b64(image), "model": "tiny-v3"}).encode()
+    requests = 8
+    app = make_app(models_dirs=[model_dir.parent], max_body_bytes=len(body))
+    inside = most = finished = 0
+    lock = threading.Condition()
+    scores = TaggerService.scores
+
+    def counted(self: Any, spec: Any, data: bytes) -> Any:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+            lock.notify_all()
+            lock.wait_for(lambda: inside >= BODIES_IN_FLIGHT or finished + inside >= requests, 30)
+        try:
+            return scores(self, spec, data)
+        finally:
+            with lock:
+                inside -= 1
+                lock.notify_all()
+
+    monkeypatch.setattr(TaggerService, "scores", counted)
+    statuses: list[int] = []
+    with served(app) as url:
+        barrier = threading.Barrier(requests)
+
+        def call() -> None:
+            nonlocal finished
+            request = urllib.request.Request(
+                f"{url}{URL}/tag", data=body, headers={"content-type": "application/json"}
+            )
+            barrier.wait()
+            with urllib.request.urlopen(request, timeout=120) as response:
+                statuses.append(response.status)
+            with lock:
+                finished += 1
+                lock.notify_all()
+
+        workers = [threading.Thread(target=call) for _ in range(requests)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(180)
+    assert statuses == [200] * requests
+    assert most == BODIES_IN_FLIGHT == 4
+
+
 # -- the pixel limit -------------------------------------------------------------------------------
 
 
@@ -291,7 +391,7 @@ def test_a_pixel_bomb_is_refused_from_its_header_without_decoding(model_dir: Pat
         detail = response.json()["detail"]
         assert "over this server's limit of 16,777,216 pixels" in detail
         assert "tagger serve --max-pixels N" in detail
-    assert app.state.tagger_api.service.budget.peak == 0  # nothing was ever decoded
+    assert app.state.tagger_api.service.decodes.peak == 0  # nothing was ever decoded
 
 
 def test_the_largest_admitted_image_is_tagged(model_dir: Path) -> None:
@@ -299,7 +399,7 @@ def test_the_largest_admitted_image_is_tagged(model_dir: Path) -> None:
     data = base64.b64encode(solid_png(1500, 1000)).decode()
     response = client(app).post(f"{URL}/tag", json={"image": data, "model": "tiny-v3"})
     assert response.status_code == 200, response.text
-    assert app.state.tagger_api.service.budget.peak == 1500 * 1000
+    assert app.state.tagger_api.service.decodes.peak == 1
 
 
 # -- parallel requests of small files that decode to the largest admitted size --------------------
@@ -318,7 +418,7 @@ def test_parallel_huge_decodes_are_bounded(
     lock = threading.Condition()
     load = tagger.image.load_image
     app = make_app(models_dirs=[model_dir.parent], max_pixels=side * side, max_decodes=slots)
-    budget = app.state.tagger_api.service.budget
+    decodes = app.state.tagger_api.service.decodes
     done: list[int] = []
 
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -327,7 +427,7 @@ def test_parallel_huge_decodes_are_bounded(
             inside += 1
             most = max(most, inside)
             lock.notify_all()
-            # Stay until the budget is full or nobody else can come: then the rest must wait.
+            # Stay until the pool is full or nobody else can come: then the rest must wait.
             lock.wait_for(lambda: inside >= slots or len(done) + inside >= requests, 30)
         try:
             return load(*args, **kwargs)
@@ -365,5 +465,5 @@ def test_parallel_huge_decodes_are_bounded(
     assert {status for status, _ in replies} == {200}
     assert len({content for _, content in replies}) == 1
     assert most == slots  # two decoded together, never three
-    assert budget.peak == slots * side * side
-    assert budget.in_use == 0
+    assert decodes.peak == slots
+    assert (decodes.active, decodes.waiting) == (0, 0)

@@ -51,8 +51,8 @@ def mount(
     - ``max_body_bytes``: the largest request body (None: the largest uncompressed 8-bit RGB
       image ``max_pixels`` admits, in base64, plus 1 MiB: 65 MiB by default); larger ones get
       413 before the body is read.
-    - ``max_decodes``: how many images of ``max_pixels`` may be decoded at once (smaller images
-      count by their pixels; None: as many as fit in 1 GiB, at most one per core).
+    - ``max_decodes``: how many images are decoded at once, each in one of that many threads
+      (None: as many images of ``max_pixels`` as fit in 1 GiB, at most one per core).
 
     Calling it again on the same app does nothing (the routes are registered once).
     """

@@ -9,15 +9,21 @@ server's log).
 The same route class limits the request body before anything reads it: a ``Content-Length``
 over the limit is answered 413 at once, without reading a byte of the body; a body sent without
 one (chunked) is read chunk by chunk and refused as soon as the running count passes the limit.
-Only then do FastAPI and the route's dependencies see the request. This is done by the routes'
-own ``route_class``, so mounting the API on the webui's app changes nothing for the webui's
-other routes.
+Only then do FastAPI and the route's dependencies see the request. The bodies held at once are
+bounded too (``BodyGate``): a request waits, before its body is read, until the bytes it
+declares (the limit, for a chunked body) fit beside those of the requests being served, so
+many large bodies at once cannot exhaust memory either. This is done by the routes' own
+``route_class``, so mounting the API on the webui's app changes nothing for the webui's other
+routes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from tagger.api.jobs import JobNotFoundError, TooManyJobsError
@@ -141,6 +147,65 @@ def _declared_length(headers: Any) -> int | None:
         return None
 
 
+def body_reservation(method: str, headers: Any, limit: int) -> int:
+    """The bytes a request's body may take, known before reading it: its ``Content-Length``,
+    else ``limit`` for a chunked body, else 0 (no body).
+
+    >>> body_reservation("POST", {"content-length": "1200"}, 10_000)
+    1200
+    >>> body_reservation("POST", {"transfer-encoding": "chunked"}, 10_000)
+    10000
+    >>> body_reservation("GET", {}, 10_000)
+    0
+    """
+    declared = _declared_length(headers)
+    if declared is not None:
+        return max(0, declared)
+    return limit if "transfer-encoding" in headers else 0
+
+
+class BodyGate:
+    """Bytes of request bodies held at once, at most ``capacity``: a request waits (without
+    blocking the event loop or holding a thread) until its reservation fits. Works on any
+    event loop (a lock and short sleeps, no loop-bound primitives)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._held = 0
+        self._lock = threading.Lock()
+        #: The most bytes held at once since the gate was made (for tests and benchmarks).
+        self.peak = 0
+
+    @property
+    def held(self) -> int:
+        """Bytes reserved now."""
+        with self._lock:
+            return self._held
+
+    def _take(self, amount: int) -> bool:
+        with self._lock:
+            if self._held and self._held + amount > self.capacity:
+                return False
+            self._held += amount
+            self.peak = max(self.peak, self._held)
+            return True
+
+    @contextlib.asynccontextmanager
+    async def hold(self, amount: int) -> AsyncIterator[None]:
+        """Reserve ``amount`` bytes (at most the capacity) while the block runs."""
+        amount = min(amount, self.capacity)
+        if amount <= 0:
+            yield
+            return
+        while not self._take(amount):
+            await asyncio.sleep(0.01)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= amount
+
+
 async def read_limited_body(request: Any, limit: int) -> None:
     """Read a request's body within ``limit`` bytes, or raise ``BodyTooLargeError`` before
     reading more than that: at once for a declared length over the limit, else as soon as the
@@ -158,9 +223,9 @@ async def read_limited_body(request: Any, limit: int) -> None:
     request._body = b"".join(chunks)  # Starlette's cache of the body, read by request.body()
 
 
-def make_route_class(max_body_bytes: int | None = None) -> type:
+def make_route_class(max_body_bytes: int | None = None, gate: BodyGate | None = None) -> type:
     """An ``APIRoute`` whose handler limits the body (``max_body_bytes``; None: no limit) and
-    answers every error as described above."""
+    the bodies held at once (``gate``), and answers every error as described above."""
     from fastapi.exceptions import HTTPException, RequestValidationError
     from fastapi.responses import JSONResponse
     from fastapi.routing import APIRoute
@@ -175,9 +240,14 @@ def make_route_class(max_body_bytes: int | None = None) -> type:
 
             async def guarded(request: Any) -> Any:
                 try:
-                    if max_body_bytes is not None:
+                    if max_body_bytes is None:
+                        return await handler(request)
+                    amount = body_reservation(request.method, request.headers, max_body_bytes)
+                    if amount > max_body_bytes:
+                        raise body_too_large(max_body_bytes, amount)
+                    async with gate.hold(amount) if gate else contextlib.nullcontext():
                         await read_limited_body(request, max_body_bytes)
-                    return await handler(request)
+                        return await handler(request)
                 except BodyTooLargeError as exc:
                     # The rest of the body is never read: the server closes the connection.
                     return JSONResponse(

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.params import Depends as DependsParam
 
-from tagger.api.errors import DOCUMENTED, make_route_class
+from tagger.api.errors import DOCUMENTED, BodyGate, make_route_class
 from tagger.api.jobs import JobManager
 from tagger.api.models import (
     CaptionRequest,
@@ -270,12 +270,13 @@ def as_dependency(item: Any) -> Any:
 
 def build_router(api: Api, dependencies: Sequence[Any] = ()) -> APIRouter:
     """The API's router: every group's routes, the dependencies on each, errors as JSON, and
-    the service's body limit checked before anything reads a request's body."""
+    the service's body limits checked before anything reads a request's body."""
+    limits = api.service.limits
     router = APIRouter(
         prefix=PREFIX,
         tags=["tagger"],
         dependencies=[as_dependency(d) for d in dependencies],
-        route_class=make_route_class(api.service.limits.max_body_bytes),
+        route_class=make_route_class(limits.max_body_bytes, BodyGate(limits.bodies_in_flight)),
     )
     for add_routes in ROUTE_GROUPS:
         add_routes(router, api)

@@ -149,8 +149,8 @@ def add_serve_command(sub: Any) -> None:
         "--max-decodes",
         type=_positive,
         metavar="N",
-        help="Images of --max-pixels decoded at once (smaller ones count by their pixels; "
-        "default: as many as fit in 1 GiB, at most one per core).",
+        help="Images decoded at once, in that many threads (default: as many images of "
+        "--max-pixels as fit in 1 GiB, at most one per core: 2 for the default limit).",
     )
     serve.add_argument(
         "--log-level",

@@ -9,18 +9,20 @@ plus a gate that lets requests run side by side but makes ``unload`` wait until 
 
 Memory under hostile input is bounded three ways (see ``Limits``): the request body's size
 (checked by the routes before the body is read), the pixels of an image (read from its header
-before it is decoded), and the pixels decoded at once (``PixelBudget``): a request holds its
-image's pixel count from the decode until the image is reduced to the model's input, so
-parallel requests of small files that decode to huge images wait their turn instead of
-holding one full-size copy each.
+before it is decoded), and the images decoded at once (``DecodePool``): an image is decoded and
+reduced to the model's input in one of a few decode threads, so parallel requests of small files
+that decode to huge images wait their turn instead of holding one full-size copy each. Keeping
+the decoding on a fixed set of threads also bounds what the C allocator keeps after an image is
+freed (glibc gives each thread an arena of its own and keeps freed blocks there: decoding in the
+request threads left up to 16 arenas on 2 cores each holding the memory of one huge image).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import contextlib
+import functools
 import hashlib
 import io
 import logging
@@ -28,11 +30,12 @@ import os
 import re
 import secrets
 import string
+import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tagger.errors import (
     ImageLoadError,
@@ -63,6 +66,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tagger")
 
+T = TypeVar("T")
+
 #: Pixel limit of images sent over HTTP: 4096 x 4096. The taggers see 448 x 448 pixels (BLIP
 #: 384, CLIP 224), so a 4096-pixel side is already reduced more than 9 times; larger images
 #: cost memory and decoding time and add nothing the models can see.
@@ -70,11 +75,16 @@ HTTP_MAX_PIXELS = 4096 * 4096
 #: Peak memory of decoding one image and making it RGB on white, per pixel: measured 4.6
 #: bytes (RGB PNG), 12 (RGBA), 16 (grey with alpha), 21 (16-bit grey); rounded up.
 PEAK_BYTES_PER_PIXEL = 24
-#: Memory the default decode budget aims to stay within (see ``default_max_decodes``).
+#: Memory the default decode pool aims to stay within (see ``default_max_decodes``).
 DECODE_MEMORY = 1 << 30
 #: What a request body holds besides its base64 image (model name, options): the body limit's
 #: allowance on top of the image.
 BODY_ALLOWANCE = 1 << 20
+#: Request bodies of the largest size held at once (more wait before they are read): with the
+#: copies made while parsing (JSON text, the base64 string, the file), about 700 MiB by default.
+BODIES_IN_FLIGHT = 4
+#: Images at least this large give their memory back to the system once freed (glibc).
+TRIM_PIXELS = 4_000_000
 #: Images one picobyte-style queue may hold before it must be finalised.
 MAX_QUEUE_ITEMS = 100_000
 #: Longest model name echoed in an error message.
@@ -82,6 +92,7 @@ _SHOWN_NAME = 100
 
 _DATA_URL = re.compile(r"data:[^,]*,", re.IGNORECASE)
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/\-_]*")
+_SPACE = re.compile(r"\s")
 _QUEUE_NAME_CHARS = string.ascii_uppercase + string.digits
 
 
@@ -139,66 +150,101 @@ class Limits:
             object.__setattr__(self, "max_decodes", default_max_decodes(self.max_pixels))
 
     @property
+    def bodies_in_flight(self) -> int:
+        """Bytes of request bodies held at once: four bodies of the largest size (any number
+        of small ones); more wait before their body is read."""
+        return BODIES_IN_FLIGHT * self.max_body_bytes
+
+    @property
     def max_image_bytes(self) -> int:
         """Largest image file a body can carry: three quarters of the body (base64)."""
         return self.max_body_bytes * 3 // 4
 
-    @property
-    def decode_budget(self) -> int:
-        """Pixels that may be decoded at once: ``max_decodes`` images of ``max_pixels``."""
-        return self.max_decodes * self.max_pixels
 
+class DecodePool:
+    """Decode at most ``size`` images at once, each in one of ``size`` threads of this pool;
+    callers wait their turn, first come first served. Threads start on first use."""
 
-class PixelBudget:
-    """A semaphore counted in pixels: a request holds its image's pixels while the full-size
-    image exists; requests wait, first come first served, until enough are free."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise OptionsError(f"a pixel budget needs at least 1 pixel, got {capacity}")
-        self.capacity = capacity
-        self._free = capacity
-        self._cond = threading.Condition()
-        self._queue: collections.deque[object] = collections.deque()
-        #: The most pixels held at once since the budget was made (for tests and benchmarks).
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise OptionsError(f"a decode pool needs at least 1 thread, got {size}")
+        self.size = size
+        self._lock = threading.Lock()
+        self._executor: Any = None
+        self._active = 0
+        self._queued = 0
+        #: The most images decoded at once since the pool was made (for tests and benchmarks).
         self.peak = 0
 
     @property
-    def waiting(self) -> int:
-        """Requests waiting for pixels now."""
-        with self._cond:
-            return len(self._queue)
+    def active(self) -> int:
+        """Images being decoded now."""
+        with self._lock:
+            return self._active
 
     @property
-    def in_use(self) -> int:
-        """Pixels held now."""
-        with self._cond:
-            return self.capacity - self._free
+    def waiting(self) -> int:
+        """Requests waiting for a decode thread now."""
+        with self._lock:
+            return self._queued
 
-    @contextlib.contextmanager
-    def hold(self, pixels: int) -> Iterator[None]:
-        """Hold ``pixels`` (at least 1, at most the capacity) until the block ends."""
-        amount = min(max(1, pixels), self.capacity)
-        ticket = object()
-        with self._cond:
-            self._queue.append(ticket)
+    def _pool(self) -> Any:
+        """The threads (made once)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="tagger-decode")
+            return self._executor
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` in a decode thread and return its result (or raise its error)."""
+
+        def job() -> T:
+            with self._lock:
+                self._queued -= 1
+                self._active += 1
+                self.peak = max(self.peak, self._active)
             try:
-                while self._queue[0] is not ticket or self._free < amount:
-                    self._cond.wait()
-            except BaseException:
-                self._queue.remove(ticket)
-                self._cond.notify_all()
-                raise
-            self._queue.popleft()
-            self._free -= amount
-            self.peak = max(self.peak, self.capacity - self._free)
-            self._cond.notify_all()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._free += amount
-                self._cond.notify_all()
+                return work()
+            finally:
+                with self._lock:
+                    self._active -= 1
+
+        pool = self._pool()
+        with self._lock:
+            self._queued += 1
+        return pool.submit(job).result()
+
+    def shutdown(self) -> None:
+        """Stop the threads once their work is done."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None elsewhere (macOS, Windows, musl)."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Give the C allocator's free memory back to the system (glibc; elsewhere nothing), so a
+    burst of huge images does not leave the server holding their memory."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -225,7 +271,7 @@ def decode_base64_image(text: str, *, max_bytes: int) -> bytes:
         if ";base64" not in prefix.group(0).lower():
             raise ImageLoadError("image", "is a data URL without ';base64': send base64 data")
         value = value[prefix.end() :]
-    compact = "".join(value.split()).rstrip("=")
+    compact = ("".join(value.split()) if _SPACE.search(value) else value).rstrip("=")
     if not compact:
         raise ImageLoadError("image", "is missing (empty): send the image file's bytes as base64")
     if len(compact) * 3 // 4 > max_bytes:
@@ -498,7 +544,7 @@ class TaggerService:
         self.device_id = device_id
         self.host_lock = lock
         self.limits = limits or Limits()
-        self.budget = PixelBudget(self.limits.decode_budget)
+        self.decodes = DecodePool(self.limits.max_decodes)
         self.gate = RunGate()
         self.queues = Queues()
         self.folders: FolderChecks = FolderChecks()
@@ -613,37 +659,43 @@ class TaggerService:
         image_pixels(data, self.limits.max_pixels)
         return data
 
-    @contextlib.contextmanager
-    def decoded(self, data: bytes) -> Iterator[Image.Image]:
-        """The decoded RGB image of checked file bytes, with its pixels held in the decode
-        budget until the block ends (keep the block to the work on the full-size image)."""
+    def prepared(self, data: bytes, prepare: Callable[[Image.Image], T]) -> T:
+        """Decode checked file bytes into an RGB image and return ``prepare(image)``, both in
+        a decode thread (``DecodePool``): the full-size image exists only there, at most
+        ``max_decodes`` at once; ``prepare`` reduces it to what the model takes."""
         from tagger.image import load_image
 
         limit = self.limits.max_pixels
-        with self.budget.hold(image_pixels(data, limit)):
+
+        def work() -> T:
             try:
                 image = load_image(data, max_pixels=limit)
             except ImageTooLargeError as exc:  # Pillow's own limit, if a plugin reports late
                 raise too_many_pixels(exc.reason, limit) from None
+            pixels = image.width * image.height
             try:
-                yield image
+                return prepare(image)
             finally:
                 image.close()
                 del image
+                if pixels >= TRIM_PIXELS:
+                    release_free_memory()
+
+        return self.decodes.run(work)
 
     def scores(self, spec: ModelSpec, data: bytes) -> Scores:
         """Run the tagger on one image file and return all its scores.
 
-        The model is loaded first; the image is decoded and reduced to the model's input
-        inside the decode budget, and the model runs after the full-size image is gone.
+        The model is loaded first; the image is decoded and reduced to the model's input in a
+        decode thread, and the model runs after the full-size image is gone.
         """
         from tagger.tags import label_index, split_scores
+        from tagger.wd14 import prepare_image
 
         with self.running():
             model = self.tagger(spec)
-            labels = model.labels
-        with self.decoded(data) as image:
-            batch = model.preprocess(image)[None]
+            labels, size = model.labels, model.input_size
+        batch = self.prepared(data, lambda image: prepare_image(image, size))[None]
         with self.running():
             row = self.tagger(spec).forward(batch)[0]
         probs = [float(value) for value in row.tolist()]
@@ -652,7 +704,7 @@ class TaggerService:
 
     def caption(self, spec: ModelSpec, data: bytes, options: CaptionOptions) -> str:
         """Caption one image file (the captioner loaded once, shared with the CLI's cache);
-        the image is decoded and preprocessed inside the decode budget, as for ``scores``."""
+        the image is decoded and preprocessed in a decode thread, as for ``scores``."""
         from tagger.captioners import get_captioner
         from tagger.captioners.common import torch_device_for
 
@@ -673,8 +725,8 @@ class TaggerService:
 
         with self.running():
             captioner = loaded()
-        with self.decoded(data) as image:
-            pixels = captioner.preprocess(image)
+        with self.gate.run():  # an unload waits: the captioner's processor is used here
+            pixels = self.prepared(data, captioner.preprocess)
         with self.running():
             captioner = loaded()
             ids = captioner.forward(captioner.collate([pixels]), options)
