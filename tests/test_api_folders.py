@@ -238,3 +238,21 @@ def test_a_registry_model_whose_files_do_not_match_is_503(model_dir: Path, tmp_p
         response = api.post(f"{URL}/{route}", json=body)
         assert response.status_code == 503, response.text
         assert MISMATCH in response.json()["detail"]
+
+
+@pytest.mark.parametrize("damage", ["garbage checkpoint", "bad config"])
+def test_a_captioner_folder_that_cannot_load_is_503(
+    damage: str, clipcap_dir: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(clipcap_dir, models / "my-clipcap")
+    if damage == "garbage checkpoint":
+        (models / "my-clipcap" / "model.pt").write_bytes(b"this is not a checkpoint")
+    else:
+        (models / "my-clipcap" / "clipcap.json").write_text("{not json", encoding="utf-8")
+    api = client(make_app(models_dirs=[models]))
+    body = {"image": b64(sample_image(tmp_path)), "model": "my-clipcap"}
+    response = api.post(f"{URL}/caption", json=body)
+    assert response.status_code == 503, response.text
+    assert "my-clipcap" in response.json()["detail"] or "clipcap.json" in response.json()["detail"]
+    assert "internal error" not in response.text
