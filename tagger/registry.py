@@ -209,6 +209,59 @@ def is_wd14_folder(path: Path) -> bool:
     return all((path / name).is_file() for name in WD14_FILES)
 
 
+#: Longest model name accepted (a folder name's limit on common filesystems).
+MAX_NAME_LENGTH = 255
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
+
+
+def name_problem(name: str) -> str | None:
+    r"""Why ``name`` is not a plain model name but something that points at the disk, or None.
+
+    A plain name is what a models folder's entry or a registry key looks like: no path
+    separator (``/``, ``\``), no drive or stream (``:``), no leading ``.`` (``.``, ``..``,
+    hidden folders) or ``~`` (home folders), no trailing ``.``, no control character (NUL...),
+    not a Windows device (``NUL``, ``COM1``...), at most 255 characters. Used where a name
+    comes from someone who must not reach folders on the machine (the HTTP API).
+
+    >>> name_problem("wd-vit-tagger-v3") is None
+    True
+    >>> [name_problem(n) is None for n in ("~", "~root", "../x", "a/b", "C:x", "a\\b", ".x")]
+    [False, False, False, False, False, False, False]
+    """
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it is longer than {MAX_NAME_LENGTH} characters"
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return "it contains a control character"
+    if any(char in name for char in "/\\:"):
+        return "it contains a path separator or a drive"
+    if name[0] in ".~":
+        return f"it starts with {name[0]!r}"
+    if name[-1] in ". ":
+        return f"it ends with {name[-1]!r}"
+    if name.split(".")[0].strip().lower() in _WINDOWS_DEVICES:
+        return "it is a Windows device name"
+    return None
+
+
+def find_model_by_name(
+    name: str, models_dirs: Iterable[str | os.PathLike[str]]
+) -> ModelSpec | None:
+    """The model a plain name (see ``name_problem``) stands for, or None: the folder of that
+    name directly inside one of ``models_dirs`` when it holds a WD14 model, else the registry
+    entry with that key or alias. Never reads anything but those folders' entries."""
+    if name_problem(name) is not None:
+        return None
+    for folder in models_dirs:
+        path = Path(folder).expanduser() / name
+        if path.is_dir() and is_wd14_folder(path):
+            return local_spec(path)
+    return registry_lookup(name)
+
+
 def local_spec(path: str | os.PathLike[str], key: str | None = None) -> ModelSpec:
     """Describe a local WD14 model folder (raises ModelNotFoundError if it is not one)."""
     folder = Path(path).expanduser()
@@ -274,11 +327,7 @@ def resolve_model(
     if candidate.is_dir() or looks_like_path:
         return local_spec(candidate)
     dirs = default_models_dirs() if models_dirs is None else list(models_dirs)
-    for folder in dirs:
-        path = Path(folder).expanduser() / text
-        if path.is_dir() and is_wd14_folder(path):
-            return local_spec(path)
-    spec = _BY_NAME.get(text) or _BY_NAME.get(text.lower())
+    spec = find_model_by_name(text, dirs)
     if spec is not None:
         return spec
     local = [spec.key for folder in dirs for spec in scan_models_dir(folder)]
@@ -462,6 +511,29 @@ def list_captioners(
     return [*seen.values(), *(s for s in _CAPTIONER_ENTRIES if s.key not in seen)]
 
 
+def find_captioner_by_name(
+    name: str, models_dirs: Iterable[str | os.PathLike[str]]
+) -> ModelSpec | None:
+    """The captioner a plain name (see ``name_problem``) stands for, or None: a BLIP or
+    CLIP-prefix folder of that name directly inside one of ``models_dirs``, a folder there
+    named like a registry entry that holds its files (that entry, read from disk), else the
+    registry entry with that key or alias."""
+    if name_problem(name) is not None:
+        return None
+    spec = _CAPTIONER_BY_NAME.get(name) or _CAPTIONER_BY_NAME.get(name.lower())
+    for folder in models_dirs:
+        path = Path(folder).expanduser() / name
+        if not path.is_dir():
+            continue
+        if captioner_family(path) is not None:
+            return local_captioner_spec(path)
+        if spec is not None and all((path / f).is_file() for f in spec.files):
+            from dataclasses import replace
+
+            return replace(spec, path=path.resolve(), description=f"{spec.key} from {path}")
+    return spec
+
+
 def resolve_captioner(
     name: str, models_dirs: Iterable[str | os.PathLike[str]] | None = None
 ) -> ModelSpec:
@@ -477,17 +549,7 @@ def resolve_captioner(
     if candidate.is_dir() or os.sep in text or "/" in text or text.startswith("."):
         return local_captioner_spec(candidate)
     dirs = default_models_dirs() if models_dirs is None else list(models_dirs)
-    spec = _CAPTIONER_BY_NAME.get(text) or _CAPTIONER_BY_NAME.get(text.lower())
-    for folder in dirs:
-        path = Path(folder).expanduser() / text
-        if not path.is_dir():
-            continue
-        if captioner_family(path) is not None:
-            return local_captioner_spec(path)
-        if spec is not None and all((path / f).is_file() for f in spec.files):
-            from dataclasses import replace
-
-            return replace(spec, path=path.resolve(), description=f"{spec.key} from {path}")
+    spec = find_captioner_by_name(text, dirs)
     if spec is not None:
         return spec
     valid = ", ".join(s.key for s in list_captioners(dirs))

@@ -238,12 +238,13 @@ class JobManager:
         return job
 
     def _check_available(self, spec: ModelSpec) -> None:
-        """Refuse at once a registry model that is not on disk when downloads are off (the
-        core's ``ModelFilesMissingError`` says which files to put where)."""
-        from tagger.hub import is_offline, model_files
+        """Refuse at once a registry model that is not on disk when it cannot be downloaded
+        now (offline, or the Hub does not answer): the core's ``ModelFilesMissingError`` says
+        which files to put where. A model that can be downloaded is, by the job's thread."""
+        from tagger.hub import check_downloadable
 
-        if not spec.is_local and is_offline():
-            model_files(spec, cache_dir=self.service.hf_cache)
+        with self.service.where_to_put(spec):
+            check_downloadable(spec, cache_dir=self.service.hf_cache)
 
     def _forget_old(self) -> None:
         """Drop the oldest finished jobs beyond ``MAX_FINISHED_JOBS`` (call with the lock)."""

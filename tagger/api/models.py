@@ -84,7 +84,9 @@ class InterrogatorsResponse(BaseModel):
     """``GET /tagger/v1/interrogators``."""
 
     models: list[str] = Field(
-        ..., title="Models", description="Local model folders first, then the registry keys."
+        ...,
+        title="Models",
+        description="Local model folders that can load first, then the registry keys.",
     )
 
 
@@ -159,6 +161,14 @@ class ModelInfo(BaseModel):
     )
     downloaded: bool = Field(..., description="Whether its files are on the server's disk.")
     loaded: bool = Field(..., description="Whether it is loaded in memory now.")
+    loadable: bool = Field(
+        True,
+        description="False for a local folder that cannot load (e.g. its selected_tags.csv "
+        "does not match its model.onnx); such folders are left out of /interrogators.",
+    )
+    error: str | None = Field(
+        None, description="Why the folder cannot load (when loadable is false)."
+    )
 
 
 class ModelsResponse(BaseModel):
