@@ -253,13 +253,11 @@ class JobManager:
             del self._jobs[job_id]
 
     def _run(self, job: Job) -> None:
-        """The job's thread: count the images, run the batch, record the outcome."""
-        from tagger.batch import count_images
-
+        """The job's thread: plan the run (the image count), run it, record the outcome."""
         try:
             job.state = "counting"
-            total = count_images(job.run.inputs, job.run.options.recursive)
-            job.run.total = total
+            # the run's plan: the total, colliding outputs, output places checked before the model
+            total = job.run.prepare().total
             job.progress = {**job.progress, "total": total}
             if job.cancel.is_set():
                 job.state = "cancelled"
