@@ -1,6 +1,6 @@
 """The captioners' decoding uses only transformers API that is current: no deprecation warning
 with the installed version (the key/value cache is passed by the name and in the form it takes),
-and BLIP's generate() arguments are the ones the README states."""
+and BLIP's generate() arguments are the ones docs/captioners.md states."""
 
 from __future__ import annotations
 
