@@ -149,6 +149,18 @@ def model_name(args: argparse.Namespace) -> str:
     return kohya.model_for_repo_id(args.repo_id, args.models_dir)
 
 
+def tagger_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Where and how the tagger runs, from the model flags (``get_tagger`` / ``ModelConfig``)."""
+    return {
+        "providers": args.device,
+        "device_id": args.device_id,
+        "threads": args.threads,
+        "cache_dir": args.hf_cache,
+        "revision": args.revision,
+        "precision": "fp16" if args.fp16 else "fp32",
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``tagger tag``."""
     from tagger.batch import DeferredModel, check_inputs
@@ -165,16 +177,7 @@ def run(args: argparse.Namespace) -> int:
     output_options = output_options_from_args(args)
 
     def build() -> Any:  # after the run is planned: nothing loads for a run that cannot write
-        tagger = get_tagger(
-            spec,
-            providers=args.device,
-            device_id=args.device_id,
-            threads=args.threads,
-            cache_dir=args.hf_cache,
-            revision=args.revision,
-            precision="fp16" if args.fp16 else "fp32",
-        )
-        return combined_model(args, tagger)[0]
+        return combined_model(args, get_tagger(spec, **tagger_settings(args)))[0]
 
     outputs = ("tags", "caption") if getattr(args, "captioner", None) else ("tags",)
     model = DeferredModel(build, outputs)
@@ -186,14 +189,6 @@ def run_ray(args: argparse.Namespace) -> int:
     from tagger.ray_engine import ModelConfig
     from tagger.registry import resolve_model
 
-    tagger = ModelConfig(
-        resolve_model(model_name(args), args.models_dir),
-        providers=args.device,
-        device_id=args.device_id,
-        threads=args.threads,
-        cache_dir=args.hf_cache,
-        revision=args.revision,
-        precision="fp16" if args.fp16 else "fp32",
-    )
+    tagger = ModelConfig(resolve_model(model_name(args), args.models_dir), **tagger_settings(args))
     config, output_options = ray_config(args, tagger)
     return run_ray_engine(args, config, output_options)
