@@ -341,6 +341,19 @@ def resolve_model(
 # -- captioners -----------------------------------------------------------------------------------
 
 BLIP_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json", "vocab.txt")
+#: transformers 5 saves the image processor's settings as ``processor_config.json``.
+BLIP_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def blip_folder_files(folder: Path) -> tuple[str, ...]:
+    """The files a local BLIP folder must hold, with the processor file it was saved with."""
+    processor = next(
+        (name for name in BLIP_PROCESSOR_FILES if (folder / name).is_file()),
+        BLIP_PROCESSOR_FILES[0],
+    )
+    return tuple(processor if name == BLIP_PROCESSOR_FILES[0] else name for name in BLIP_FILES)
+
+
 CLIPCAP_CONFIG = "clipcap.json"
 GPT2_TOKENIZER_REPO = "openai-community/gpt2"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
@@ -485,13 +498,13 @@ def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a captioner folder: a BLIP folder is a transformers save "
             f"(config.json with model_type 'blip', weights, processor and tokenizer files); a "
-            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see the README's Captioners section)"
+            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see docs/captioners.md)"
         )
     return ModelSpec(
         key=key or folder.name,
         family=family,
         path=folder.resolve(),
-        files=BLIP_FILES if family == "blip" else (CLIPCAP_CONFIG,),
+        files=blip_folder_files(folder) if family == "blip" else (CLIPCAP_CONFIG,),
         description=f"local {family} folder {folder}",
     )
 

@@ -320,3 +320,20 @@ def test_an_unknown_name_is_a_lookup_error(tmp_path: Path) -> None:
 def test_an_empty_name(name: str, tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="no model named"):
         resolve_model(name, models_dirs=[tmp_path])
+
+
+@pytest.mark.parametrize("processor", ["preprocessor_config.json", "processor_config.json", None])
+def test_a_local_blip_folder_is_on_disk_whichever_processor_file_it_has(
+    tmp_path: Path, processor: str | None
+) -> None:
+    from tagger.hub import is_downloaded
+    from tagger.registry import local_captioner_spec
+
+    folder = tmp_path / "my-blip"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "blip"}')
+    for name in ("tokenizer_config.json", "vocab.txt", *([processor] if processor else [])):
+        (folder / name).write_text("{}")
+    spec = local_captioner_spec(folder)
+    assert spec.family == "blip"
+    assert is_downloaded(spec) is (processor is not None)

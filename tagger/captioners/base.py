@@ -179,7 +179,7 @@ def missing_files(spec: ModelSpec, exc: Exception, what: str = "") -> ModelFiles
     return ModelFilesMissingError(
         f"captioner {spec.key!r} is not on disk and cannot be downloaded ({why}). Either put "
         f"{files} from https://huggingface.co/{spec.repo_id} (revision {spec.revision}){what} "
-        f"into a folder such as models/{spec.key}/ (see the README's Captioners section) and "
+        f"into a folder such as models/{spec.key}/ (see docs/captioners.md) and "
         f"pass that folder with --model/--captioner, or download it once with network access."
     )
 

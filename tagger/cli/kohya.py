@@ -108,7 +108,7 @@ CAPTION: dict[str, Spelling] = {
     "--min_length": same("--min-length"),
     "--caption_weights": Spelling(
         refuse="tagger loads BLIP from a transformers folder or the Hub, not the original "
-        ".pth file: --model blip-large, blip-base or a folder (see the README's Captioners)"
+        ".pth file: --model blip-large, blip-base or a folder (see docs/captioners.md)"
     ),
 }
 

@@ -125,7 +125,7 @@ def missing_model_message(
     if kind == "tagger":
         put = f"put {files} from {source} {place}"
     else:
-        put = f"save {source} as the README's Captioners section says, {place}"
+        put = f"save {source} as docs/captioners.md says, {place}"
     cache = hf_cache_dir(settings.hf_cache) or "the Hugging Face cache (HF_HOME)"
     return (
         f"{kind} {spec.key!r} is not on disk and cannot be downloaded ({missing_reason(exc)}). "
