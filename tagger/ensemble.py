@@ -173,6 +173,13 @@ class Ensemble:
         self._pool = ThreadPoolExecutor(len(self.members), thread_name_prefix="tagger-member")
         return self
 
+    def close(self) -> None:
+        """Stop the member threads (the members stay loaded)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+        self._union = None
+
     def unload(self) -> None:
         """Unload every member."""
         for member in self.members:

@@ -31,6 +31,7 @@ from tagger.options import CaptionOptions
 from tagger.registry import (
     ModelSpec,
     default_models_dirs,
+    is_tagger_folder,
     is_wd14_folder,
     list_models,
     local_spec,
@@ -351,7 +352,7 @@ class TaggerService:
             )
         for folder in self.models_dirs:
             path = folder / text
-            if is_wd14_folder(path):
+            if is_wd14_folder(path) or is_tagger_folder(path):
                 return local_spec(path)
         spec = registry_lookup(text)
         if spec is not None:

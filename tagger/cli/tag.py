@@ -153,9 +153,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``tagger tag``."""
     from tagger.batch import DeferredModel, check_inputs
     from tagger.cache import get_tagger
-    from tagger.registry import resolve_model
-
     from tagger.cli.families import model_names, resolve_thresholds
+    from tagger.registry import resolve_model
 
     names = model_names(args, model_name(args))
     if len(names) > 1 and (getattr(args, "engine", "local") == "ray" or args.captioner):

@@ -240,3 +240,18 @@ class FamilyTagger(WD14Tagger):
             scores = self._run(batch)
         scores = scores.reshape(scores.shape[0], -1)
         return sigmoid(scores) if fam is not None and fam.activation == "sigmoid" else scores
+
+
+def preprocessor(model: WD14Tagger) -> Any:
+    """A loaded tagger's preprocessing as a plain function of the image (no model reference):
+    what a batch job's decode threads run while the model may be unloaded and reloaded."""
+    import functools
+
+    from tagger.wd14 import prepare_image
+
+    model.load()
+    if isinstance(model, FamilyTagger):
+        if model._stages is not None:
+            return functools.partial(prepare_stages, stages=model._stages)
+        return functools.partial(prepare, pre=model._pre, side=model.input_size)
+    return functools.partial(prepare_image, size=model.input_size)

@@ -264,3 +264,54 @@ def declared_family(config: Mapping[str, Any], source: str) -> Family:
         raise ModelLoadError(f"{source}: {exc}") from None
     except ModelLoadError as exc:
         raise ModelLoadError(f"{source}: {exc}") from None
+
+
+def describe_preprocess(pre: Preprocess | None) -> str:
+    """A one-line summary of a preprocessing, for ``tagger models --families``.
+
+    >>> describe_preprocess(CAMIE_PREPROCESS)
+    'fit_then_pad (124, 116, 104), lanczos, RGB NCHW 0..1 mean/std'
+    >>> describe_preprocess(WD14_PREPROCESS)
+    'pad_then_resize (255, 255, 255), bicubic, BGR NHWC 0..255'
+    """
+    if pre is None:
+        return "the model's preprocess.json stages"
+    norm = " mean/std" if pre.mean is not None else ""
+    return (
+        f"{pre.geometry} {pre.pad_colour}, {pre.resample}, {pre.channels} {pre.layout} "
+        f"{pre.value_range}{norm}"
+    )
+
+
+def family_rows() -> list[dict[str, Any]]:
+    """Every family with its categories, files and preprocessing (``tagger models --families``)."""
+    rows = [
+        {
+            "family": "wd14",
+            "title": "SmilingWolf WD14 (v1.4, v2, v3)",
+            "categories": ["rating", "general", "character"],
+            "files": ["model.onnx", "selected_tags.csv"],
+            "preprocess": describe_preprocess(WD14_PREPROCESS),
+        }
+    ]
+    for fam in FAMILIES.values():
+        pre = fam.preprocess if fam.name != "pixai" else None
+        rows.append(
+            {
+                "family": fam.name,
+                "title": fam.title,
+                "categories": list(fam.categories),
+                "files": [" | ".join(names) for names in fam.files.values()],
+                "preprocess": describe_preprocess(pre),
+            }
+        )
+    rows.append(
+        {
+            "family": "onnx",
+            "title": "any ONNX classifier",
+            "categories": ["as its labels file says"],
+            "files": ["tagger.json", "the graph and labels it names"],
+            "preprocess": "as tagger.json declares",
+        }
+    )
+    return rows
