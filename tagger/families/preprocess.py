@@ -152,37 +152,6 @@ def _geometry(image: Image.Image, pre: Preprocess, side: int) -> Image.Image:
     return image.resize(stretch_size(side, pre.align), resample)
 
 
-def _values(square: Image.Image, pre: Preprocess) -> np.ndarray:
-    """Channel order, value range, mean/std and layout of the square image."""
-    import numpy as np
-
-    array = np.asarray(square, dtype=np.float32)
-    if pre.value_range == "0..1":
-        array = array / 255.0
-        if pre.mean is not None and pre.std is not None:
-            mean = np.asarray(pre.mean, dtype=np.float32)
-            std = np.asarray(pre.std, dtype=np.float32)
-            if pre.channels == "BGR":  # mean and std are given in RGB order
-                mean, std = mean[::-1], std[::-1]
-                array = array[:, :, ::-1]
-            array = (array - mean) / std
-            return _layout(array, pre)
-    elif pre.value_range == "-1..1":
-        array = array / 127.5 - 1.0
-    if pre.channels == "BGR":
-        array = array[:, :, ::-1]
-    return _layout(array, pre)
-
-
-def _layout(array: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """HWC -> CHW when the model reads NCHW; always float32 and contiguous."""
-    import numpy as np
-
-    if pre.layout == "NCHW":
-        array = array.transpose(2, 0, 1)
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
 def prepare(image: Image.Image, pre: Preprocess, side: int) -> np.ndarray:
     """One RGB image -> the model's input for that image (no batch axis).
 
@@ -191,13 +160,79 @@ def prepare(image: Image.Image, pre: Preprocess, side: int) -> np.ndarray:
     """
     if image.mode != "RGB":
         raise ValueError(f"prepare needs an RGB image, got mode {image.mode!r}")
-    if pre.is_wd14:
-        from tagger.wd14 import prepare_image
+    import numpy as np
 
+    from tagger.wd14 import prepare_image
+
+    if pre.is_wd14:
         return prepare_image(image, side)
     if pre.geometry == "stages":
         raise ModelLoadError("a stages preprocessing needs its stages: use prepare_stages")
-    return _values(_geometry(image, pre, side), pre)
+    square = _wd_square(image, side) if _is_wd_geometry(pre) else _geometry(image, pre, side)
+    return _finish(np.asarray(square), pre, bgr=False)
+
+
+def _wd_square(image: Image.Image, side: int) -> Image.Image:
+    """SmilingWolf's square (white padding, bicubic), by ``tagger.wd14``'s tested path."""
+    from PIL import Image
+
+    from tagger.wd14 import _resize_wide, pad_to_square
+
+    width, height = image.size
+    if max(width, height) == side:
+        return pad_to_square(image)
+    if width == height:
+        return image.resize((side, side), Image.BICUBIC)
+    if width > height:
+        return _resize_wide(image, side)
+    return pad_to_square(image).resize((side, side), Image.BICUBIC)
+
+
+def _is_wd_geometry(pre: Preprocess) -> bool:
+    """True when the square is SmilingWolf's: white padding, then bicubic. (Pillow returns an
+    unchanged copy when resizing to the same size, so ``resize_always`` makes no difference.)"""
+    return (
+        pre.geometry == "pad_then_resize"
+        and pre.pad_colour == (255, 255, 255)
+        and pre.resample == "bicubic"
+    )
+
+
+def _finish(array: np.ndarray, pre: Preprocess, bgr: bool) -> np.ndarray:
+    """Channel order, layout, value range and mean/std of an HWC 0..255 square (8-bit or
+    float32; ``bgr``: its channels are BGR). One copy into the model's layout, then the value
+    steps in place: the same float32 operations, in the same order, as the reference code."""
+    import numpy as np
+
+    if (pre.channels == "BGR") != bgr:
+        array = array[:, :, ::-1]
+    height, width = array.shape[:2]
+    if pre.layout == "NCHW":  # one pass: 8-bit (or float) HWC -> float32 CHW
+        out = np.empty((3, height, width), dtype=np.float32)
+        for channel in range(3):
+            out[channel] = array[:, :, channel]
+        planes = [out[channel] for channel in range(3)]
+    else:
+        out = np.array(array, dtype=np.float32, order="C", copy=True)
+        planes = [out[:, :, channel] for channel in range(3)]
+    if pre.value_range == "0..1":
+        out /= 255.0
+        if pre.mean is not None and pre.std is not None:
+            mean = np.asarray(pre.mean, dtype=np.float32)
+            std = np.asarray(pre.std, dtype=np.float32)
+            if pre.channels == "BGR":  # mean and std are given in RGB order
+                mean, std = mean[::-1], std[::-1]
+            if len(set(pre.mean)) == 1 and len(set(pre.std)) == 1:  # one value: whole array
+                out -= mean[0]
+                out /= std[0]
+            else:
+                for plane, m, d in zip(planes, mean, std, strict=True):
+                    plane -= m
+                    plane /= d
+    elif pre.value_range == "-1..1":
+        out /= 127.5
+        out -= 1.0
+    return out
 
 
 # -------------------------------------------------------------------------------- stages
@@ -284,12 +319,17 @@ def prepare_stages(image: Image.Image, stages: Sequence[Mapping[str, Any]]) -> n
             value = _resize_stage(value, stage)
         elif kind == "center_crop":
             value = _crop_stage(value, stage)
-        elif kind == "to_tensor":
-            value = np.array(value, copy=True).transpose((2, 0, 1)).astype(np.float32) / 255
-        elif kind == "normalize":
-            mean = np.asarray(stage["mean"], dtype=np.float32)[:, None, None]
-            std = np.asarray(stage["std"], dtype=np.float32)[:, None, None]
-            value = (value - mean) / std
+        elif kind == "to_tensor":  # one copy into CHW float32, then / 255 in place
+            value = np.ascontiguousarray(
+                np.asarray(value, dtype=np.float32).transpose((2, 0, 1)), dtype=np.float32
+            )
+            value /= 255
+        elif kind == "normalize":  # per channel, in place: (x - mean) / std
+            mean = np.asarray(stage["mean"], dtype=np.float32)
+            std = np.asarray(stage["std"], dtype=np.float32)
+            for channel in range(value.shape[0]):
+                value[channel] -= mean[channel]
+                value[channel] /= std[channel]
     if not isinstance(value, np.ndarray):
         raise ModelLoadError("preprocess.json stages must end in an array: add a to_tensor stage")
     return np.ascontiguousarray(value, dtype=np.float32)
