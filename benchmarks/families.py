@@ -34,11 +34,8 @@ def photos(limit: int) -> list:
     """The COCO photos, decoded once (RGB)."""
     from tagger.image import load_image
 
-    folder = next(
-        (p for p in (DATA / "coco-mini" / "train2017", Path("/work/shared/data/coco-mini/train2017"))
-         if p.is_dir()),
-        None,
-    )  # fmt: skip
+    places = (DATA / "coco-mini" / "train2017", Path("/work/shared/data/coco-mini/train2017"))
+    folder = next((p for p in places if p.is_dir()), None)
     if folder is None:
         sys.exit("shared/data/coco-mini is needed for this benchmark")
     return [load_image(p) for p in sorted(folder.glob("*.jpg"))[:limit]]
@@ -170,8 +167,10 @@ def ensemble(folder: Path, images: Path, count: int) -> list[tuple[str, float]]:
 
     def run(model, name) -> float:
         out = folder / f"out-{name}"
-        summary = BatchRun([images], model, TagOptions(), BatchOptions(
-            output_dir=str(out), on_existing="overwrite", batch_size=4, fsync=False)).run()  # fmt: skip
+        batch = BatchOptions(
+            output_dir=str(out), on_existing="overwrite", batch_size=4, fsync=False
+        )
+        summary = BatchRun([images], model, TagOptions(), batch).run()
         assert summary.written == count, summary.failed
         return summary.tagged / summary.elapsed
 
