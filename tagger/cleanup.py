@@ -76,9 +76,11 @@ def singular(word: str) -> str:
 def plural(word: str) -> str:
     """An English word's plural form by the regular rules.
 
-    >>> [plural(w) for w in ("eye", "glass", "pony", "day", "ear", "eyelash")]
-    ['eyes', 'glasses', 'ponies', 'days', 'ears', 'eyelashes']
+    >>> [plural(w) for w in ("eye", "glass", "pony", "day", "ear", "eyelash", "eyes")]
+    ['eyes', 'glasses', 'ponies', 'days', 'ears', 'eyelashes', 'eyes']
     """
+    if word.endswith("s") and singular(word) != word:  # already a plural (eyes, twintails)
+        return word
     if word.endswith(("s", "x", "z", "ch", "sh")):
         return word + "es"
     if len(word) > 1 and word.endswith("y") and word[-2] not in _VOWELS:
@@ -90,7 +92,7 @@ def forms(words: Words, *, inflect: bool = True) -> frozenset[Words]:
     """The word tuples a tag matches: as written, and with its last word singular and plural.
 
     >>> sorted(forms(("cat", "ears")))
-    [('cat', 'ear'), ('cat', 'ears'), ('cat', 'earses')]
+    [('cat', 'ear'), ('cat', 'ears')]
     """
     if not words or not inflect:
         return frozenset({words})
