@@ -309,3 +309,20 @@ def test_gated_repository_message(monkeypatch: pytest.MonkeyPatch) -> None:
     spec = REGISTRY["pixai-tagger-v0.9"]
     with pytest.raises(ModelFilesMissingError, match=r"gated repository .* set HF_TOKEN=<token>"):
         FamilyTagger(spec, providers="cpu").load()
+
+
+def test_z3d_reads_e621_categories(folders: dict[str, Path]) -> None:
+    tagger = get_tagger(local_spec(folders["z3d"]), providers="cpu")
+    labels = tagger.labels
+    assert labels.general == (0, 1)
+    assert dict(labels.other) == {"species": (2,), "artist": (3,), "meta": (4,)}
+    assert labels.rating == ()
+    scores = tagger.forward(tagger.preprocess(_image((30, 30), 5))[None])[0]
+    result = tagger.postprocess(scores, TagOptions(general_threshold=0.0))
+    assert set(result.other) == {"species", "artist", "meta"}  # all use the general threshold
+
+
+def test_mldanbooru_tags_are_general(folders: dict[str, Path]) -> None:
+    tagger = get_tagger(local_spec(folders["mldanbooru"]), providers="cpu")
+    assert tagger.labels.general == tuple(range(len(tf.GENERAL)))
+    assert tagger.labels.rating == ()
