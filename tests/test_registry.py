@@ -75,8 +75,20 @@ def test_v3_models_have_a_dynamic_batch(key: str) -> None:
     assert REGISTRY[key].batch_dynamic is True
 
 
+#: The other tagger families' entries (tagger.families).
+FAMILY_MODELS = [
+    "pixai-tagger-v0.9",
+    "cl-tagger-1.02",
+    "camie-tagger-v2",
+    "z3d-e621-convnext",
+    "idolsankaku-swinv2-tagger-v1",
+    "idolsankaku-eva02-large-tagger-v1",
+    "ml-danbooru-caformer",
+]
+
+
 def test_registry_holds_exactly_the_known_models() -> None:
-    assert sorted(REGISTRY) == sorted(V14 + V2 + V3)
+    assert sorted(REGISTRY) == sorted(V14 + V2 + V3 + FAMILY_MODELS)
     assert [spec.key for spec in registry_models()] == list(REGISTRY)
     assert DEFAULT_MODEL == "wd-vit-tagger-v3"
     assert DEFAULT_MODEL in REGISTRY

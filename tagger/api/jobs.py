@@ -80,6 +80,9 @@ class JobModel:
         """Load the model (under the lock) and remember what the engine asks about."""
         with self.service.running():
             model = self.service.tagger(self.spec)
+            from tagger.families.model import preprocessor
+
+            self._prepare = preprocessor(model)  # the model's family's preprocessing
             self._size = model.input_size
             self._fixed = model.fixed_batch
             self._providers = model.active_providers
@@ -88,9 +91,12 @@ class JobModel:
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """Prepare one image (CPU, in the engine's decode threads; no lock)."""
-        from tagger.wd14 import prepare_image
+        prepare = getattr(self, "_prepare", None)
+        if prepare is None:
+            from tagger.wd14 import prepare_image
 
-        return prepare_image(image, self._size)
+            return prepare_image(image, self._size)
+        return prepare(image)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch under the lock."""

@@ -113,6 +113,11 @@ class TagResponse(BaseModel):
         ..., description="Kept character tags (raw names), best first."
     )
     general: dict[str, float] = Field(..., description="Kept general tags (raw names), best first.")
+    other: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Further categories (copyright, artist, meta, quality...; models of other "
+        "tagger families): kept tags by category, best first; quality holds every score.",
+    )
     tags: list[str] = Field(..., description="The caption's tags, as written.")
     text: str = Field(..., description="The caption: the tags joined by the separator.")
 

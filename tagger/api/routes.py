@@ -8,6 +8,7 @@ models are loaded once through ``tagger.cache`` and run under the service's lock
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -169,6 +170,7 @@ def _tag_routes(router: APIRouter, api: Api) -> None:
             "rating": result.rating,
             "character": result.character,
             "general": result.general,
+            "other": result.other,
             "tags": tags,
             "text": req.options.separator.join(tags),
         }
@@ -260,6 +262,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _tag_routes,
     _caption_routes,
     _job_routes,
+    importlib.import_module("tagger.api.families").family_routes,
 ]
 
 

@@ -42,8 +42,10 @@ class Interrogation:
 
 
 def tagger_choices(settings: RuntimeSettings) -> list[str]:
-    """Names offered in the tagger picker: local WD14 folders first, then the registry."""
-    return [spec.key for spec in list_models(settings.models_dirs) if spec.family == TAGGER_FAMILY]
+    """Names offered in the tagger picker: local tagger folders first, then the registry."""
+    from tagger.families import is_tagger_family
+
+    return [spec.key for spec in list_models(settings.models_dirs) if is_tagger_family(spec.family)]
 
 
 def library_available(name: str) -> bool:
@@ -138,7 +140,9 @@ def load_tagger(name: str, settings: RuntimeSettings) -> Any:
     from tagger.cache import get_tagger
 
     spec: ModelSpec = resolve_model(name or settings.default_model, settings.models_dirs)
-    if spec.family != TAGGER_FAMILY:
+    from tagger.families import is_tagger_family
+
+    if not is_tagger_family(spec.family):
         raise OptionsError(f"{spec.key!r} is a {spec.family} model, not a tagger")
     try:
         return get_tagger(
@@ -207,7 +211,10 @@ def interrogate(
         prompt=format_tags(result, options),
         rating=dict(result.rating),
         character=dict(result.character),
-        general=dict(result.general),
+        general={  # further categories (copyright, artist, meta...) shown with the general tags
+            **result.general,
+            **{n: v for c, g in result.other.items() if c != "quality" for n, v in g.items()},
+        },
         caption=caption,
     )
 

@@ -22,6 +22,7 @@ import gradio as gr
 from tagger.errors import OptionsError, TaggerError
 from tagger.options import BatchOptions, TagOptions, dump
 from tagger.ui import actions
+from tagger.ui.categories import add_category_boxes
 from tagger.ui.form import FieldSpec, build_options, field_specs, to_widget
 from tagger.ui.host import Host
 from tagger.ui.presets import default_presets_dir, list_presets, load_preset, save_preset
@@ -141,6 +142,8 @@ class TaggerUI:
                     for spec in self.tag_specs:
                         if spec.key not in MAIN_TAG_KEYS:
                             self.tag_widgets[spec.key] = make_widget(spec, "tagger_opt_")
+                            if spec.key == "category_thresholds":  # one box per category
+                                add_category_boxes(self.tag_widgets[spec.key])
                 self._build_presets()
                 self._build_doctor()
             with gr.Column(scale=1, elem_id="tagger_results"):
