@@ -65,7 +65,6 @@ class CleanupResponse(BaseModel):
 def family_routes(router: APIRouter, api: Any) -> None:
     """``families``, ``tag-ensemble``, ``cleanup``."""
     from tagger.api.routes import _errors
-    from tagger.api.service import load_request_image
 
     @router.get("/families", summary="Tagger families: categories, files, preprocessing")
     def get_families() -> list[dict[str, Any]]:
@@ -86,14 +85,18 @@ def family_routes(router: APIRouter, api: Any) -> None:
         from tagger.tags import caption_tags
 
         specs = [api.service.resolve(name) for name in req.models]
-        image, _ = load_request_image(req.image)
+        data = api.service.image_bytes(req.image)  # size and pixels checked, not decoded
         with api.service.running():
-            ensemble = Ensemble([api.service.tagger(s) for s in specs], req.mode, req.min_votes)
-            try:
-                rows = ensemble.forward(ensemble.collate([ensemble.preprocess(image)]))[0]
+            taggers = [api.service.tagger(s) for s in specs]
+        ensemble = Ensemble(taggers, req.mode, req.min_votes)
+        try:
+            # decoded once, each model's preprocessing, in one of the server's decode threads
+            inputs = api.service.prepared(data, ensemble.preprocess)
+            with api.service.running():
+                rows = ensemble.forward(ensemble.collate([inputs]))[0]
                 merged = ensemble.postprocess(rows, req.options)
-            finally:
-                ensemble.close()
+        finally:
+            ensemble.close()
         result = merged.tags
         tags = caption_tags(result, req.options)
         return {

@@ -690,12 +690,12 @@ class TaggerService:
         decode thread, and the model runs after the full-size image is gone.
         """
         from tagger.tags import label_index, split_scores
-        from tagger.wd14 import prepare_image
 
         with self.running():
             model = self.tagger(spec)
-            labels, size = model.labels, model.input_size
-        batch = self.prepared(data, lambda image: prepare_image(image, size))[None]
+            labels = model.labels
+        # the family's own preprocessing (WD14's, PixAI's stages, Camie's...), in a decode thread
+        batch = self.prepared(data, model.preprocess)[None]
         with self.running():
             row = self.tagger(spec).forward(batch)[0]
         probs = [float(value) for value in row.tolist()]
