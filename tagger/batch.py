@@ -90,6 +90,8 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
+    #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``).
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -628,6 +630,8 @@ class BatchRun:
             record["rating"] = top_rating(image.tags.rating)
             record["character"] = list(image.tags.character)
             record["general"] = list(image.tags.general)
+            for category, scores in image.tags.other.items():
+                record[category] = top_rating(scores) if category == "quality" else list(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if self.manifest is not None:
@@ -635,6 +639,9 @@ class BatchRun:
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
+            for category, scores in image.tags.other.items():
+                if category != "quality":
+                    self.summary.tag_counts.update(scores.keys())
         return record
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
@@ -644,10 +651,14 @@ class BatchRun:
             record["rating"] = rounded(image.tags.rating)
             record["character"] = rounded(image.tags.character)
             record["general"] = rounded(image.tags.general)
+            for category, scores in image.tags.other.items():  # copyright, artist, ...
+                record[category] = rounded(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
+        if image.extra:
+            record.update(image.extra)
         return record
 
     def files(
