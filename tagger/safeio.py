@@ -21,6 +21,7 @@ characters would destroy Latin-1 or Shift-JIS text for good).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -470,3 +471,19 @@ def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def move_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move a file (or a link, as the link) to ``target`` without replacing anything there.
+
+    The dataset workbench's trash and its undo move whole files instead of rewriting them, so
+    the bytes, mode and times stay as they were. The target's folder is created; a target that
+    already exists (a file, a link, even a dangling one) is refused with ``FileExistsError``,
+    never overwritten. On one file system this is a rename; elsewhere ``OSError`` (``EXDEV``)
+    is raised and nothing moves.
+    """
+    dst = Path(target)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "a file is already there; nothing was moved", str(dst))
+    Path(source).rename(dst)

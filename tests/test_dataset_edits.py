@@ -102,7 +102,7 @@ def test_reorders() -> None:
 def test_an_edit_that_does_nothing_or_names_an_unknown_cleanup_is_refused() -> None:
     with pytest.raises(OptionsError, match="changes nothing"):
         check_spec(EditSpec())
-    with pytest.raises(OptionsError, match="unknown clean-up 'nope'; known: dedupe"):
+    with pytest.raises(OptionsError, match="unknown clean-up 'nope'; known: character-tags, "):
         check_spec(EditSpec(cleanup=["nope"]))
 
 
@@ -120,6 +120,7 @@ EDITS = [
     EditSpec(order="shuffle", keep_first=1, seed=3),
     EditSpec(dedupe=True),
     EditSpec(cleanup=["underscores", "escape-brackets"]),
+    EditSpec(cleanup=["less-specific", "character-tags"]),
     EditSpec(max_tags=2),
 ]
 
@@ -171,6 +172,65 @@ def test_where_limits_the_edit_to_matching_captions(tmp_path: Path) -> None:
     assert result.changed == 1
     assert (folder / "a.txt").read_bytes().startswith(b"x, ")
     assert not (folder / "sub/d.txt").read_bytes().startswith(b"x, ")
+
+
+def test_the_projects_tag_cleanup_functions_edit_the_files(tmp_path: Path) -> None:
+    folder = build(tmp_path)
+    make_image(folder / "f.png", (24, 20), seed=11)
+    (folder / "f.txt").write_bytes(b"shirt, white_shirt, chair, hair, long_hair\n")
+    before = files(folder)
+    run_edit([folder], EditSpec(cleanup=["less-specific"]))
+    assert (folder / "f.txt").read_bytes() == b"white_shirt, chair, long_hair\n"
+    run_edit([folder], EditSpec(cleanup=["character-tags"]))
+    assert (folder / "b.txt").read_bytes() == b"\xef\xbb\xbfcat, solo\r\n"
+    assert (folder / "sub/d.txt").read_bytes() == b"1girl\n"
+    assert (folder / "f.txt").read_bytes() == b"white_shirt, chair\n"
+    assert (folder / "a.txt").read_bytes() == b"1girl, solo, smile"
+    assert undo(journal_dir([folder])).restored == 4  # the newest edit: a, b, d, f
+    assert undo(journal_dir([folder])).restored == 1
+    assert files(folder) == before
+
+
+def _overlap_cache(root: Path, table: dict[str, list[str]]) -> Path:
+    """A Hugging Face cache holding the overlap table, laid out as huggingface_hub keeps it."""
+    import json
+
+    repo = root / "datasets--alea31415--tag_filtering"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "overlap_tags_simplified.json").write_text(json.dumps(table))
+    return root
+
+
+def test_overlap_cleanup_uses_the_cached_table_and_without_it_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tagger.cleanup import load_overlap_table
+
+    folder = build(tmp_path)
+    before = files(folder)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TAGGER_HF_CACHE", str(tmp_path / "empty-cache"))
+    load_overlap_table.cache_clear()
+    try:
+        with pytest.raises(OptionsError, match="overlap table alea31415/tag_filtering"):
+            run_edit([folder], EditSpec(cleanup=["overlap"]))
+        assert files(folder) == before
+        assert not list_journals(journal_dir([folder]))
+        cache = _overlap_cache(tmp_path / "cache", {"solo": ["1girl"], "dog": ["cat"]})
+        monkeypatch.setenv("TAGGER_HF_CACHE", str(cache))
+        load_overlap_table.cache_clear()
+        result = run_edit([folder], EditSpec(cleanup=["overlap"]))
+    finally:
+        load_overlap_table.cache_clear()
+    assert result.changed == 1  # solo beside 1girl goes (a.txt); c.txt has dog but no cat
+    assert (folder / "a.txt").read_bytes() == b"1girl, long_hair, smile"
+    assert (folder / "sub/d.txt").read_bytes() == before["sub/d.txt"]
+    assert (folder / "c.txt").read_bytes() == before["c.txt"]
+    undo(journal_dir([folder]))
+    assert files(folder) == before
 
 
 def test_undo_keeps_files_changed_after_the_edit_unless_forced(tmp_path: Path) -> None:

@@ -9,7 +9,13 @@ post-processing registers its functions here with ``register_cleanup``; those bu
 - ``escape-brackets``: ``kasumi (pokemon)`` → ``kasumi \\(pokemon\\)`` for webui prompts;
 - ``unescape-brackets``: the reverse;
 - ``dedupe``: repeated tags dropped (any case, ``_`` or space), the first kept;
-- ``empty``: blank tags dropped.
+- ``empty``: blank tags dropped;
+- ``less-specific``: ``shirt`` dropped beside ``white shirt`` (``tagger.cleanup``'s whole-word
+  rule: ``hair`` survives ``chair``);
+- ``character-tags``: the tags of a character's own look (hair, eyes, ...) dropped, for
+  character LoRAs (deepghs/imgutils' rules, ``tagger.cleanup.drop_character_tags``);
+- ``overlap``: tags the published Danbooru overlap table lists as covered by another tag of the
+  caption dropped (the table from the Hugging Face cache, or downloaded once when allowed).
 """
 
 from __future__ import annotations
@@ -90,3 +96,51 @@ register_cleanup("escape-brackets", escape)
 register_cleanup("unescape-brackets", unescape)
 register_cleanup("dedupe", dedupe, "Drop repeated tags (any case, _ or space), keeping the first.")
 register_cleanup("empty", drop_empty)
+
+
+# -- the project's tag clean-up (tagger.cleanup) ---------------------------------------------
+
+
+def less_specific(tags: Sequence[str]) -> list[str]:
+    """Drop a tag a more specific tag of the caption covers (``shirt`` beside ``white shirt``).
+
+    >>> less_specific(["shirt", "white shirt", "chair", "hair"])
+    ['white shirt', 'chair', 'hair']
+    """
+    from tagger.cleanup import drop_less_specific
+
+    return drop_less_specific(tags)
+
+
+def character_tags(tags: Sequence[str]) -> list[str]:
+    """Drop the tags of a character's own look (hair, eyes, skin...), for character LoRAs.
+
+    >>> character_tags(["1girl", "red hair", "cat ears", "chair", "closed eyes"])
+    ['1girl', 'chair', 'closed eyes']
+    """
+    from tagger.cleanup import drop_character_tags
+
+    return drop_character_tags(tags)
+
+
+def overlap(tags: Sequence[str]) -> list[str]:
+    """Drop tags the Danbooru overlap table lists as covered by another tag of the caption.
+
+    Raises ``OptionsError`` when the table is neither in the Hugging Face cache nor downloadable,
+    instead of leaving every caption as it was without a word.
+    """
+    from tagger.cleanup import OVERLAP_FILE, OVERLAP_REPO, drop_overlapping, load_overlap_table
+
+    table = load_overlap_table()
+    if table is None:
+        raise OptionsError(
+            f"clean-up 'overlap' needs the overlap table {OVERLAP_REPO}/{OVERLAP_FILE}, which is "
+            "not in the Hugging Face cache and cannot be downloaded here; run once where the Hub "
+            "is reachable (without HF_HUB_OFFLINE), or use 'less-specific'"
+        )
+    return drop_overlapping(tags, table)
+
+
+register_cleanup("less-specific", less_specific)
+register_cleanup("character-tags", character_tags)
+register_cleanup("overlap", overlap)

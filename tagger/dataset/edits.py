@@ -251,9 +251,13 @@ def apply_spec(
 
 
 def check_spec(spec: EditSpec) -> None:
-    """Refuse an edit that does nothing or names an unknown clean-up (``OptionsError``)."""
+    """Refuse an edit that does nothing or names an unknown clean-up (``OptionsError``).
+
+    Each clean-up runs once on an empty caption here, so one that cannot run (``overlap``
+    without its table) fails before any file changes.
+    """
     for name in spec.cleanup:
-        get_cleanup(name)
+        get_cleanup(name)([])
     empty = EditSpec()
     if spec == empty or (
         spec.order == "none"

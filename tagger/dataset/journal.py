@@ -21,7 +21,7 @@ next undo picks it again) and is not replayed twice.
 """
 
 # Paths stay strings here (os.path): a dataset walk handles millions of them.
-# ruff: noqa: PTH103, PTH104, PTH108, PTH118, PTH119, PTH120
+# ruff: noqa: PTH108, PTH118, PTH119, PTH120
 
 from __future__ import annotations
 
@@ -37,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from tagger.errors import OptionsError, OutputError
-from tagger.safeio import atomic_write_bytes, atomic_write_text, folder_lock, read_bytes_nofollow
+from tagger.safeio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    folder_lock,
+    move_file,
+    read_bytes_nofollow,
+)
 
 #: The workbench's folder inside a dataset (journals, trash).
 STATE_DIR = ".tagger"
@@ -290,8 +296,7 @@ def _undo_move(change: Change, force: bool, dry_run: bool) -> str:
     if not os.path.lexists(change.to):
         raise _ConflictError(f"the moved file {change.to} is gone")
     if not dry_run:
-        os.makedirs(os.path.dirname(change.path) or ".", exist_ok=True)
-        os.rename(change.to, change.path)
+        move_file(change.to, change.path)
     return "restored"
 
 
@@ -378,8 +383,7 @@ def move_to_trash(
         assert change.to is not None
         with folder_lock(os.path.dirname(change.path) or "."):
             try:
-                os.makedirs(os.path.dirname(change.to), exist_ok=True)
-                os.rename(change.path, change.to)
+                move_file(change.path, change.to)
             except OSError as exc:
                 failed.append((change.path, str(exc)))
                 continue
