@@ -10,6 +10,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import chromium
 import pytest
@@ -56,6 +57,19 @@ def page(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
             yield page
     finally:
         demo.close()
+
+
+def undo_and_wait(p: Any, expected: str) -> None:
+    """Click Undo and wait for its own message (each names its journal, so an earlier undo's
+    message with the same count never passes for this one)."""
+    diff = "document.querySelector('#tagger_ds_diff textarea').value"
+    before = p.evaluate(f"() => {diff}")
+    p.click("#tagger_ds_undo")
+    p.wait_for_function(
+        f"([old, text]) => {diff} !== old && {diff}.includes(text)",
+        arg=[before, expected],
+        timeout=30_000,
+    )
 
 
 def shot(page: object, name: str) -> None:
@@ -139,16 +153,8 @@ def test_filter_edit_bulk_rename_undo_and_checks(page: object, tmp_path: Path) -
     assert (folder / PHOTOS[0]).with_suffix(".txt").read_text() == CAPTIONS[PHOTOS[0]]
 
     # undo the rename, then the hand edit: every file is the original again
-    p.click("#tagger_ds_undo")
-    p.wait_for_function(
-        "() => document.querySelector('#tagger_ds_diff textarea').value.includes('restored 5')",
-        timeout=30_000,
-    )
-    p.click("#tagger_ds_undo")
-    p.wait_for_function(
-        "() => document.querySelector('#tagger_ds_diff textarea').value.includes('restored 1')",
-        timeout=30_000,
-    )
+    undo_and_wait(p, "restored 5")
+    undo_and_wait(p, "restored 1")
     assert user_files(folder) == original
 
     # checks: the copy and the broken file; the copy goes to the trash and comes back
@@ -170,9 +176,5 @@ def test_filter_edit_bulk_rename_undo_and_checks(page: object, tmp_path: Path) -
     wait_text(p, "#tagger_ds_check_status", "Moved copy.jpg to the trash")
     assert not (folder / "copy.jpg").exists()
     assert (folder / ".tagger" / "trash" / "copy.jpg").read_bytes() == original["copy.jpg"]
-    p.click("#tagger_ds_undo")
-    p.wait_for_function(
-        "() => document.querySelector('#tagger_ds_diff textarea').value.includes('restored 1')",
-        timeout=30_000,
-    )
+    undo_and_wait(p, "restored 1")
     assert user_files(folder) == original
