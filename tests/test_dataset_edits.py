@@ -404,3 +404,22 @@ def test_dataset_options_are_used(tmp_path: Path) -> None:
     run_edit([folder], EditSpec(add_last=["z"]), dataset)
     assert (folder / "a.caption").read_text(encoding="utf-8") == "x | y | z"
     assert (folder / "a.txt").read_text(encoding="utf-8") == "not the caption"
+
+
+def test_move_file_never_replaces_what_is_at_the_target(tmp_path: Path) -> None:
+    from tagger.safeio import move_file
+
+    source, target = tmp_path / "a.jpg", tmp_path / "trash" / "sub" / "a.jpg"
+    source.write_bytes(b"image")
+    move_file(source, target)  # the target's folders are made
+    assert target.read_bytes() == b"image"
+    assert not source.exists()
+    source.write_bytes(b"other")
+    with pytest.raises(FileExistsError, match="nothing was moved"):
+        move_file(source, target)
+    target.unlink()
+    target.symlink_to(tmp_path / "missing")  # a dangling link is something too
+    with pytest.raises(FileExistsError):
+        move_file(source, target)
+    assert source.read_bytes() == b"other"
+    assert target.is_symlink()
