@@ -102,7 +102,15 @@ def _edit(actions: Any) -> None:
         help="Replace text inside tags (exact).",
     )
     edit.add_argument("--remove", type=tag_list, action="append", default=[], metavar="TAGS")
-    edit.add_argument("--cleanup", action="append", default=[], metavar="NAME")
+    from tagger.dataset.cleanup import cleanup_names
+
+    edit.add_argument(
+        "--cleanup",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"A tag clean-up function (repeatable): {', '.join(cleanup_names())}.",
+    )
     edit.add_argument("--dedupe", action="store_true", help="Drop repeated tags.")
     edit.add_argument(
         "--order",
