@@ -31,6 +31,7 @@ from tagger.planning import Plan, plan_outputs
 from tagger.safeio import (
     NEW_FILE_STYLE,
     atomic_write_text,
+    folder_lock,
     link_error,
     read_bytes_nofollow,
     read_text_file,
@@ -623,7 +624,7 @@ class BatchRun:
             atomic_write_text(
                 targets.json, sidecar_json(self.json_record(image)), fsync=self.options.fsync
             )
-        texts = [self._write_items(path, items) for path, items in files]
+        texts = [self._write_locked(path, items) for path, items in files]
         record: dict[str, Any] = {"text": texts[0] if texts else ""}
         if image.tags is not None:
             record["rating"] = top_rating(image.tags.rating)
@@ -674,6 +675,12 @@ class BatchRun:
         if self.output.template == "tags_then_caption":
             return [(targets.caption, [*tags, *caption])]
         return [(targets.caption, [*caption, *tags])]
+
+    def _write_locked(self, path: Path, items: list[str]) -> str:
+        """``_write_items`` holding the folder's lock (``tagger.safeio.folder_lock``), so an edit
+        of the dataset workbench and this run never lose each other's write."""
+        with folder_lock(path.parent):
+            return self._write_items(path, items)
 
     def _write_items(self, path: Path, items: list[str]) -> str:
         """Write one text file by the existing-file policy; returns the file's text after it.

@@ -21,12 +21,15 @@ characters would destroy Latin-1 or Shift-JIS text for good).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
 import stat
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -320,12 +323,11 @@ def sniff_style(data: bytes) -> TextStyle:
     if not body:
         return TextStyle(bom=bom)
     newline = "\n"
-    for index, byte in enumerate(body):
-        if byte == 0x0A:
-            break
-        if byte == 0x0D:
-            newline = "\r\n" if body[index + 1 : index + 2] == b"\n" else "\r"
-            break
+    first_cr = body.find(b"\r")
+    if first_cr != -1:
+        first_lf = body.find(b"\n", 0, first_cr)
+        if first_lf == -1:  # a carriage return comes first
+            newline = "\r\n" if body[first_cr + 1 : first_cr + 2] == b"\n" else "\r"
     return TextStyle(bom=bom, newline=newline, final_newline=body.endswith((b"\n", b"\r")))
 
 
@@ -431,3 +433,57 @@ def write_text_file(
 ) -> None:
     """Write text with ``\\n`` line endings in a file's layout, through ``AtomicFile``."""
     atomic_write_bytes(path, encode_text(text, style), fsync=fsync)
+
+
+# -- read-modify-write under a lock --------------------------------------------------------------
+
+_thread_locks: dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on a folder while its files are read, changed and written back.
+
+    Every writer that reads a caption and writes a new version of it (the batch engine's
+    skip/append/prepend decisions, the dataset workbench's edits and undo) holds the lock of
+    the caption's folder from the read to the rename, so two of them never interleave and
+    neither loses the other's write. On POSIX the lock is ``flock`` on the folder itself: it
+    holds between processes and between threads (each call opens its own descriptor).
+    Elsewhere a lock per folder path serialises the threads of this process only.
+
+    A folder that does not exist yet is created (its parents too), as ``AtomicFile`` would.
+    """
+    path = os.fspath(folder) or "."
+    Path(path).mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        key = os.path.normcase(os.path.abspath(path))
+        with _thread_locks_guard:
+            lock = _thread_locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+        return
+    fd = os.open(path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def move_file(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move a file (or a link, as the link) to ``target`` without replacing anything there.
+
+    The dataset workbench's trash and its undo move whole files instead of rewriting them, so
+    the bytes, mode and times stay as they were. The target's folder is created; a target that
+    already exists (a file, a link, even a dangling one) is refused with ``FileExistsError``,
+    never overwritten. On one file system this is a rename; elsewhere ``OSError`` (``EXDEV``)
+    is raised and nothing moves.
+    """
+    dst = Path(target)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, "a file is already there; nothing was moved", str(dst))
+    Path(source).rename(dst)

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.params import Depends as DependsParam
 
+from tagger.api.dataset import add_routes as _dataset_routes
 from tagger.api.errors import DOCUMENTED, BodyGate, make_route_class
 from tagger.api.jobs import JobManager
 from tagger.api.models import (
@@ -263,6 +264,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _caption_routes,
     _job_routes,
     importlib.import_module("tagger.api.families").family_routes,
+    _dataset_routes,
 ]
 
 

@@ -76,7 +76,8 @@ def build_app(settings: RuntimeSettings, presets_dir: str | Path | None = None) 
     with gr.Blocks(title="Tagger", css=css, analytics_enabled=False) as demo:
         ui = build_tagger_ui(host)
         ui.attach_page_load(demo)
-        script = "() => {\n" + read_asset("javascript/tagger.js") + "\n}"
+        scripts = [read_asset(f"javascript/{name}") for name in ("tagger.js", "tagger_dataset.js")]
+        script = "() => {\n" + "\n".join(scripts) + "\n}"
         demo.load(None, None, None, **{JS_KWARG: script})
     return demo
 

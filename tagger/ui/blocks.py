@@ -23,6 +23,7 @@ from tagger.errors import OptionsError, TaggerError
 from tagger.options import BatchOptions, TagOptions, dump
 from tagger.ui import actions
 from tagger.ui.categories import add_category_boxes
+from tagger.ui.dataset import build_dataset_tab
 from tagger.ui.form import FieldSpec, build_options, field_specs, to_widget
 from tagger.ui.host import Host
 from tagger.ui.presets import default_presets_dir, list_presets, load_preset, save_preset
@@ -90,6 +91,7 @@ class TaggerUI:
         self.current_progress: Any = None
         self._single: Callable[..., Any] = self.on_interrogate
         self._batch: Callable[..., Any] = self.on_batch
+        self.dataset: Any = None
 
     # -- option values --------------------------------------------------------------------
     def tag_options(self, values: Sequence[Any]) -> TagOptions:
@@ -130,6 +132,8 @@ class TaggerUI:
                             )
                     with gr.Tab("Batch from folder", elem_id="tagger_batch_tab"):
                         self._build_batch()
+                    with gr.Tab("Dataset", elem_id="tagger_dataset_tab"):
+                        self.dataset = build_dataset_tab(self.host)
                 self._build_models(settings)
                 for row in (THRESHOLD_KEYS, MCUT_KEYS):
                     with gr.Row(elem_classes=["tagger_thresholds"]):

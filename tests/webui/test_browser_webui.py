@@ -112,7 +112,8 @@ def test_the_tab_in_the_webui_page(served: str, tmp_path: Path, model_dir: Path)
             "document.querySelector('#tagger_prompt textarea').value.length > 0", timeout=60_000
         )
         assert page.locator("#tagger_prompt textarea").input_value() == expected
-        page.click("#txt2img_tab")
+        # the host names every Send to txt2img button txt2img_tab (the Dataset sub-tab has one too)
+        page.click("#txt2img_tab:visible")
         page.wait_for_function(
             "text => document.querySelector('#txt2img_prompt textarea').value === text",
             arg=expected,

@@ -1,0 +1,250 @@
+"""Reading a dataset lazily: images, their caption files and JSON sidecars, folder by folder.
+
+A dataset is one or more folders (walked in name order, sub-folders after the files, hidden
+names skipped like everywhere in tagger) or image files. An image ``a.png`` has the caption
+``a<extension>`` (``.txt`` unless told otherwise) and the sidecar ``a.json`` beside it. Only one
+folder's names are held at a time, so a million files never load at once; captions are read
+when asked for, strictly (``tagger.safeio.read_text_file``: UTF-8, byte order mark and line
+endings remembered).
+
+A caption file with no image beside it is an *orphan* (``Entry.image`` is empty); two images
+with one stem (``a.jpg``, ``a.png``) share one caption file and are marked ``shared``.
+"""
+
+# Paths stay strings here (os.path): a dataset walk handles millions of them.
+# ruff: noqa: PTH110, PTH112, PTH113, PTH116, PTH118, PTH119, PTH120, PTH122
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from tagger.errors import OptionsError
+from tagger.safeio import TextFile, read_text_file
+
+DEFAULT_EXTENSION = ".txt"
+SIDECAR_EXTENSION = ".json"
+#: How tags are written back into a caption (and split: on the separator's comma).
+DEFAULT_SEPARATOR = ", "
+
+
+@dataclass(slots=True)
+class Entry:
+    """One image of a dataset (or an orphan caption) and the paths of its files."""
+
+    image: str
+    caption: str
+    has_caption: bool
+    sidecar: str | None
+    root: str
+    shared: bool = False
+    #: The entry's folder relative to ``root`` with ``/`` ("" at the root), when known.
+    rel_folder: str | None = None
+
+    @property
+    def is_orphan(self) -> bool:
+        """A caption file without an image."""
+        return not self.image
+
+    @property
+    def path(self) -> str:
+        """The image, or the caption of an orphan."""
+        return self.image or self.caption
+
+    @property
+    def folder(self) -> str:
+        """The folder of the entry relative to its dataset root (``""`` at the root).
+
+        >>> Entry("/d/a/x.png", "/d/a/x.txt", True, None, "/d").folder
+        'a'
+        """
+        if self.rel_folder is not None:
+            return self.rel_folder
+        rel = os.path.relpath(os.path.dirname(self.path), self.root)
+        return "" if rel == "." else rel.replace(os.sep, "/")
+
+    @property
+    def relative(self) -> str:
+        """The entry's path relative to its root, with ``/``.
+
+        >>> Entry("/d/a/x.png", "/d/a/x.txt", True, None, "/d").relative
+        'a/x.png'
+        """
+        if self.rel_folder is not None:
+            name = os.path.basename(self.path)
+            return f"{self.rel_folder}/{name}" if self.rel_folder else name
+        return os.path.relpath(self.path, self.root).replace(os.sep, "/")
+
+
+def check_extension(extension: str) -> str:
+    """A caption extension with its dot; refuses ``.json`` (the sidecars) and image extensions.
+
+    >>> check_extension("caption"), check_extension(".txt")
+    ('.caption', '.txt')
+    """
+    from tagger.batch import normalize_extension
+    from tagger.image import is_image_path
+
+    ext = normalize_extension(extension)
+    if ext.lower() == SIDECAR_EXTENSION:
+        raise OptionsError("caption extension .json is the JSON sidecars'; use e.g. .txt")
+    if is_image_path("x" + ext):
+        raise OptionsError(f"caption extension {ext} is an image extension; use e.g. .txt")
+    return ext
+
+
+def caption_of(image: str, extension: str = DEFAULT_EXTENSION) -> str:
+    """The caption path of an image.
+
+    >>> caption_of("/d/a.b.png", ".txt")
+    '/d/a.b.txt'
+    """
+    return os.path.splitext(image)[0] + extension
+
+
+def _folder_entries(
+    folder: str, root: str, extension: str, orphans: bool, rel_folder: str | None = None
+) -> tuple[Iterator[Entry], list[str]]:
+    """The entries of one folder, in name order (made one at a time: only the folder's names
+    are held), and its visible sub-folders (``rel_folder``: the folder relative to ``root``,
+    with ``/``)."""
+    from tagger.image import image_extensions
+
+    known = image_extensions()
+    images: list[tuple[str, str]] = []  # (name, stem)
+    files: set[str] = set()
+    subfolders: list[str] = []
+    try:
+        with os.scandir(folder) as scan:
+            for entry in scan:
+                name = entry.name
+                if name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        subfolders.append(name)
+                        continue
+                except OSError:
+                    continue
+                files.add(name)
+                dot = name.rfind(".")
+                if dot > 0 and name[dot:].lower() in known:
+                    images.append((name, name[:dot]))
+    except OSError:
+        return iter(()), []
+    stems: dict[str, int] = {}
+    for _, stem in images:
+        stems[stem] = stems.get(stem, 0) + 1
+    if orphans:
+        images.extend(
+            (name, "")  # an orphan caption: no image has its stem
+            for name in files
+            if name.endswith(extension) and name[: -len(extension)] not in stems
+        )
+    images.sort()
+    subfolders.sort()
+    prefix = folder if folder.endswith(os.sep) else folder + os.sep
+
+    def entries() -> Iterator[Entry]:
+        for name, stem in images:
+            if not stem:
+                yield Entry("", prefix + name, True, None, root, rel_folder=rel_folder)
+                continue
+            caption = stem + extension
+            sidecar = stem + SIDECAR_EXTENSION
+            yield Entry(
+                image=prefix + name,
+                caption=prefix + caption,
+                has_caption=caption in files,
+                sidecar=prefix + sidecar if sidecar in files else None,
+                root=root,
+                shared=stems[stem] > 1,
+                rel_folder=rel_folder,
+            )
+
+    return entries(), [os.path.join(folder, name) for name in subfolders]
+
+
+def iter_entries(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    extension: str = DEFAULT_EXTENSION,
+    recursive: bool = True,
+    orphans: bool = True,
+) -> Iterator[Entry]:
+    """Yield every image (and, with ``orphans``, every caption without an image) of ``paths``.
+
+    Folders are walked folder by folder (files in name order, then sub-folders when
+    ``recursive``); a folder reached twice through links is read once. An image file named
+    directly is one entry whose root is its folder. Raises ``OptionsError`` for a path that
+    does not exist.
+    """
+    from tagger.image import is_image_path
+
+    extension = check_extension(extension)
+    seen: set[tuple[int, int]] = set()
+    for given in paths:
+        text = os.fspath(given)
+        if not os.path.exists(text):
+            raise OptionsError(f"dataset path {text!r} does not exist (give a folder or image)")
+        if not os.path.isdir(text):
+            if not is_image_path(text):
+                raise OptionsError(f"{text!r} is neither a folder nor an image file")
+            folder = os.path.dirname(text) or "."
+            caption = caption_of(text, extension)
+            sidecar = caption_of(text, SIDECAR_EXTENSION)
+            yield Entry(
+                text,
+                caption,
+                os.path.isfile(caption),
+                sidecar if os.path.isfile(sidecar) else None,
+                folder,
+            )
+            continue
+        root = text
+        pending = [(text, "")]
+        while pending:
+            folder, rel_folder = pending.pop()
+            try:
+                info = os.stat(folder)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            entries, subfolders = _folder_entries(folder, root, extension, orphans, rel_folder)
+            yield from entries
+            if recursive:
+                pending.extend(
+                    (sub, f"{rel_folder}/{os.path.basename(sub)}".lstrip("/"))
+                    for sub in reversed(subfolders)
+                )
+
+
+def read_caption(entry: Entry) -> TextFile | None:
+    """The entry's caption file, read strictly; None when it has none. Raises
+    ``TextEncodingError`` (not UTF-8) or ``OutputError`` (a symbolic link)."""
+    if not entry.has_caption:
+        return None
+    return read_text_file(entry.caption)
+
+
+def split_tags(text: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
+    """A caption's tags: split on the separator, stripped, empty pieces dropped (what
+    ``tagger.writers.split_caption`` does, in fewer steps).
+
+    >>> split_tags("1girl, solo,, long hair\\n")
+    ['1girl', 'solo', 'long hair']
+    """
+    sep = separator.strip() or separator
+    return [tag for tag in map(str.strip, text.split(sep)) if tag]
+
+
+def join_tags(tags: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:
+    """Tags written back as caption text.
+
+    >>> join_tags(["trigger", "1girl"])
+    'trigger, 1girl'
+    """
+    return separator.join(tags)

@@ -1,0 +1,310 @@
+"""Statistics exact on a built dataset; the reader's rules; the filter language; CLIP token
+counts equal open_clip's tokenizer (the reference) where it is installed."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tiny import make_image
+
+from tagger.dataset.filters import Record, compile_filter
+from tagger.dataset.index import DatasetIndex
+from tagger.dataset.reader import iter_entries
+from tagger.dataset.stats import dataset_stats
+from tagger.dataset.tokens import (
+    ClipTokenCounter,
+    EstimatedTokenCounter,
+    find_merges_file,
+    read_merges,
+    token_counter,
+)
+from tagger.errors import OptionsError
+
+LONG = ", ".join(f"tag number {i}" for i in range(30))  # 139 CLIP tokens
+
+
+def build(root: Path) -> Path:
+    """A dataset whose statistics are known by hand."""
+    folder = root / "ds"
+    captions = {
+        "a.png": "1girl, solo, long_hair",
+        "b.png": "1girl, solo, smile, solo",  # solo twice: counts once for the image
+        "c.png": "cat, Long Hair",
+        "sub/d.png": "1girl, cat",
+        "sub/e.png": LONG,
+        "sub/deep/f.png": "",  # an empty caption
+        "g.png": None,  # no caption file
+    }
+    for seed, (name, caption) in enumerate(captions.items()):
+        make_image(folder / name, (16, 16), seed=seed)
+        if caption is not None:
+            (folder / name).with_suffix(".txt").write_text(caption, encoding="utf-8")
+    (folder / "orphan.txt").write_text("lonely", encoding="utf-8")
+    (folder / "latin.txt").write_bytes(b"caf\xe9")  # an orphan too, not UTF-8
+    make_image(folder / "latin.png", (16, 16), seed=20)
+    (folder / ".hidden").mkdir()
+    make_image(folder / ".hidden" / "x.png", (16, 16), seed=21)
+    return folder
+
+
+def test_reader_walks_folders_in_order_and_finds_captions(tmp_path: Path) -> None:
+    folder = build(tmp_path)
+    found = [(e.relative, e.has_caption, e.is_orphan) for e in iter_entries([folder])]
+    assert found == [
+        ("a.png", True, False),
+        ("b.png", True, False),
+        ("c.png", True, False),
+        ("g.png", False, False),
+        ("latin.png", True, False),
+        ("orphan.txt", True, True),
+        ("sub/d.png", True, False),
+        ("sub/e.png", True, False),
+        ("sub/deep/f.png", True, False),
+    ]
+    flat = [e.relative for e in iter_entries([folder], recursive=False, orphans=False)]
+    assert flat == ["a.png", "b.png", "c.png", "g.png", "latin.png"]
+    with pytest.raises(OptionsError, match="does not exist"):
+        list(iter_entries([tmp_path / "missing"]))
+    with pytest.raises(OptionsError, match="is the JSON sidecars'"):
+        list(iter_entries([folder], extension=".json"))
+
+
+def test_statistics_are_exact(tmp_path: Path) -> None:
+    folder = build(tmp_path)
+    stats = dataset_stats([folder], cooccurrence=["1girl", "long hair"])
+    data = stats.to_dict()
+    assert data["images"] == 8
+    assert data["captioned"] == 6  # f's empty caption is read; latin's cannot be
+    counts = dict(data["frequency"])
+    assert counts["1girl"] == 3
+    assert counts["solo"] == 2
+    assert counts["cat"] == 2
+    assert counts["long_hair"] == 1
+    assert counts["Long Hair"] == 1
+    assert counts["tag number 0"] == 1
+    assert data["unique_tags"] == 6 + 30
+    assert data["frequency"][0] == ["1girl", 3]
+    assert data["per_folder"][""]["images"] == 5
+    assert dict(data["per_folder"]["sub"]["frequency"]) == {
+        "1girl": 1, "cat": 1, **{f"tag number {i}": 1 for i in range(30)}
+    }  # fmt: skip
+    assert data["per_folder"]["sub/deep"] == {"images": 1, "frequency": []}
+    girl = data["cooccurrence"]["1girl"]
+    assert girl["images"] == {"count": 3, "examples": ["a.png", "b.png", "sub/d.png"]}
+    assert dict(girl["with"]) == {"solo": 2, "long_hair": 1, "smile": 1, "cat": 1}
+    hair = data["cooccurrence"]["long hair"]  # matched any spelling
+    assert hair["images"]["examples"] == ["a.png", "c.png"]
+    assert data["untagged"] == {"count": 2, "examples": ["g.png", "sub/deep/f.png"]}
+    assert data["repeated_tags"] == {"count": 1, "examples": ["b.png"]}
+    assert data["orphan_captions"] == {"count": 1, "examples": ["orphan.txt"]}
+    assert data["unreadable_captions"]["count"] == 1
+    assert data["unreadable_captions"]["examples"][0][0] == "latin.png"
+    assert data["variants"] == {"long hair": ["Long Hair", "long_hair"]}
+    once = dict(data["once"]["examples"])
+    assert once["smile"] == "b.png"
+    assert "1girl" not in once
+    assert data["once"]["count"] == 3 + 30  # long_hair, Long Hair, smile and the 30
+    assert data["tags_per_image"] == [[0, 2], [2, 2], [3, 1], [4, 1], [30, 1]]
+
+
+def test_caption_lengths_and_the_75_token_flag(tmp_path: Path) -> None:
+    folder = build(tmp_path)
+    data = dataset_stats([folder]).to_dict()
+    tokens = data["tokens"]
+    counter = token_counter()
+    expected = counter.count(LONG)
+    assert tokens["over_limit"] == {"count": 1, "examples": [["sub/e.png", expected]]}
+    if counter.exact:
+        # "tag", "number", one token per digit (CLIP splits numbers), and 29 commas
+        assert expected == 30 * 2 + 10 * 1 + 20 * 2 + 29
+        # "1girl, solo, long_hair": 1 · girl · , · solo · , · long · _ · hair
+        assert counter.count("1girl, solo, long_hair") == 8
+    total = sum(n for _, n in tokens["histogram"])
+    assert total == 6  # every read caption, the empty one included
+
+
+def test_examples_are_bounded(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    for i in range(30):
+        make_image(folder / f"u{i:02d}.png", (8, 8), seed=i)
+    data = dataset_stats([folder], examples=5).to_dict()
+    assert data["untagged"]["count"] == 30
+    assert data["untagged"]["examples"] == [f"u{i:02d}.png" for i in range(5)]
+
+
+def test_index_pages_filters_and_counts(tmp_path: Path) -> None:
+    folder = build(tmp_path)
+    index = DatasetIndex([str(folder)]).scan()
+    assert len(index.entries) == 8
+    everything = index.select("")
+    assert index.pages(everything, 3) == 3
+    page = index.page(everything, 2, 3, cache=tmp_path / "thumbs")
+    assert [item.entry.relative for item in page] == ["sub/e.png", "sub/deep/f.png"]
+    assert all(item.thumbnail is not None and item.thumbnail.is_file() for item in page)
+    girls = index.select("tag:1girl")
+    assert [index.entries[i].relative for i in girls] == ["a.png", "b.png", "sub/d.png"]
+    assert index.tag_counts(girls)[:2] == [("1girl", 3), ("solo", 2)]
+    assert [index.entries[i].relative for i in index.select("tokens:>75")] == ["sub/e.png"]
+    assert [index.entries[i].relative for i in index.select("width:=16 AND tags:=0")] == [
+        "g.png",
+        "latin.png",
+        "sub/deep/f.png",
+    ]
+    assert len(index.unreadable) == 1
+
+
+FILTERS = [
+    ("tag:cat", {"c", "d"}),
+    ("tag:CAT", {"c", "d"}),
+    ("tag:*_hair", {"a", "c"}),
+    ('tag:"long hair"', {"a", "c"}),
+    ("tag:1girl AND tag:solo", {"a", "b"}),
+    ("tag:1girl tag:solo", {"a", "b"}),
+    ("tag:cat OR tag:smile", {"b", "c", "d"}),
+    ("NOT tag:1girl", {"c", "e"}),
+    ("tag:1girl AND NOT (tag:smile OR path:sub)", {"a"}),
+    ("tags:<3", {"c", "d", "e"}),
+    ("tags:>=3", {"a", "b"}),
+    ("tags:!=2", {"a", "b", "e"}),
+    ("chars:>20", {"a"}),
+    ("name:d.png", {"d"}),
+    ("path:sub/", {"d", "e"}),
+    ('caption:"ong h"', {"c"}),
+    ("smile", {"b"}),
+    ("caption:*hair", {"a", "c"}),
+]
+RECORDS = {
+    "a": Record("a.png", ["1girl", "solo", "long_hair"], "1girl, solo, long_hair"),
+    "b": Record("b.png", ["1girl", "solo", "smile"], "1girl, solo, smile"),
+    "c": Record("c.png", ["cat", "Long Hair"], "cat, Long Hair"),
+    "d": Record("sub/d.png", ["1girl", "cat"], "1girl, cat"),
+    "e": Record("sub/e.png", [], ""),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), FILTERS)
+def test_filter_language(text: str, expected: set[str]) -> None:
+    match = compile_filter(text)
+    assert {key for key, record in RECORDS.items() if match(record)} == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("(tag:a", "a ')' is missing"),
+        ("tag:a)", "unexpected ')'"),
+        ("tag:a AND", "a term is missing"),
+        ("OR tag:a", "OR needs a term on each side"),
+        ("tags:many", "expected a comparison and a number"),
+        ("tag:", "tag: needs a value"),
+    ],
+)
+def test_bad_filters_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(OptionsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compile_filter(text)
+
+
+def test_estimated_count_is_a_lower_bound_of_words_and_punctuation() -> None:
+    counter = EstimatedTokenCounter()
+    assert counter.exact is False
+    assert counter.count("1girl, Long  hair!!") == 6  # 1 girl , long hair !!
+
+
+# -- against the reference tokenizer ------------------------------------------------------------
+
+
+def _captions(count: int, seed: int) -> list[str]:
+    """Captions like real ones: booru tags with _ or spaces, weights, kaomoji, sentences."""
+    rng = random.Random(seed)
+    words = [
+        "1girl", "long_hair", "very_long_hair", "looking_at_viewer", "kasumi_(pokemon)",
+        "^_^", ">_<", ":)", "hatsune miku", "thighhighs", "zettai ryouiki", "1990s_(style)",
+        "(masterpiece:1.2)", "black-and-white", "o_o", "smile", "naïve", "café", "日本語",
+        "Ünïcödé", "&amp;", "don't", "it's", "they're", "can't", "multiple   spaces",
+        "A photo of a cat sitting on a mat.", "x" * 30, "12345", "3d", "\u00a0nbsp",
+    ]  # fmt: skip
+    return [", ".join(rng.choice(words) for _ in range(rng.randint(0, 40))) for _ in range(count)]
+
+
+def test_counts_equal_open_clip_simple_tokenizer() -> None:
+    pytest.importorskip("open_clip")
+    pytest.importorskip("ftfy")
+    from open_clip.tokenizer import SimpleTokenizer
+
+    path = find_merges_file()
+    assert path is not None
+    ours = ClipTokenCounter(read_merges(path))
+    reference = SimpleTokenizer()
+    for text in _captions(600, seed=1):
+        assert ours.count(text) == len(reference.encode(text)), text
+
+
+def test_every_wd_v3_style_tag_counts_like_open_clip() -> None:
+    """Each tag of a realistic vocabulary, alone and joined, against the reference."""
+    pytest.importorskip("open_clip")
+    pytest.importorskip("ftfy")
+    from open_clip.tokenizer import SimpleTokenizer
+    from tiny import CHARACTER, GENERAL
+
+    ours = token_counter()
+    reference = SimpleTokenizer()
+    tags = [*GENERAL, *CHARACTER, *(t.replace("_", " ") for t in GENERAL + CHARACTER)]
+    for tag in tags:
+        assert ours.count(tag) == len(reference.encode(tag)), tag
+    joined = ", ".join(tags)
+    assert ours.count(joined) == len(reference.encode(joined))
+
+
+def test_statistics_are_the_same_when_captions_are_read_by_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Captions read from the disk go through the reader threads: the same numbers."""
+    import tagger.dataset.stats as stats_module
+
+    folder = build(tmp_path)
+    for i in range(300):  # more than a few batches
+        make_image(folder / "many" / f"m{i:03d}.png", (8, 8), seed=i)
+        (folder / "many" / f"m{i:03d}.txt").write_text(f"t{i % 7}, solo", encoding="utf-8")
+    inline = dataset_stats([folder]).to_dict()
+    monkeypatch.setattr(stats_module, "CACHED_SECONDS", 0.0)  # every read counts as slow
+    monkeypatch.setattr(stats_module, "BATCH", 16)
+    threaded = dataset_stats([folder]).to_dict()
+    assert threaded == inline
+    assert inline["images"] == 8 + 300
+
+
+def test_the_workbench_core_imports_nothing_heavy() -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import importlib, sys
+        for name in ("reader", "stats", "tokens", "filters", "edits", "journal", "checks",
+                     "neardup", "scoring", "fixes", "report", "thumbs", "index", "cleanup",
+                     "options"):
+            importlib.import_module(f"tagger.dataset.{name}")
+        import tagger.cli.dataset
+        heavy = [m for m in ("numpy", "PIL", "torch", "open_clip", "imagehash", "cv2",
+                             "rapidocr_onnxruntime", "onnxruntime", "gradio") if m in sys.modules]
+        assert not heavy, heavy
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab ,|_\n\t")), max_size=40),
+       st.sampled_from([", ", ",", " | ", "|", " "]))  # fmt: skip
+def test_split_tags_is_the_writers_split(text: str, separator: str) -> None:
+    from tagger.dataset.reader import split_tags
+    from tagger.writers import split_caption
+
+    assert split_tags(text, separator) == split_caption(text, separator)
