@@ -89,6 +89,11 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
+    #: Keyphrases (KeyBERT) with their scores, in the extractor's order; written as tags after
+    #: the model's tags (``tagger.keywords``).
+    keywords: dict[str, float] | None = None
+    #: More entries for the JSON sidecar (SBG: its keywords and candidates).
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -368,7 +373,14 @@ def _lower_thread_priority(idle: bool = False) -> None:
 
 
 def _decode(item: ImageItem, model: BatchModel, max_pixels: int, draft: int = 0) -> np.ndarray:
-    """Load and preprocess one image (runs in a worker thread, or inline after a stall)."""
+    """Load and preprocess one image (runs in a worker thread, or inline after a stall).
+
+    A model with ``preprocess_item(item, load)`` gets the item and a function that decodes its
+    image, so it can read files beside it and decode the image only when it needs it.
+    """
+    read = getattr(model, "preprocess_item", None)
+    if read is not None:
+        return read(item, lambda: load_image(item.path, max_pixels=max_pixels, draft=draft))
     image = load_image(item.path, max_pixels=max_pixels, draft=draft)
     return model.preprocess(image)
 
@@ -613,6 +625,10 @@ class BatchRun:
         image = as_image_result(result)
         policy = self.options.on_existing
         tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []
+        if image.keywords is not None:
+            from tagger.keywords.output import with_keywords
+
+            tags = with_keywords(tags, image.keywords, self.tag_options, alone=image.tags is None)
         files = self.files(targets, image, tags)
         if policy != "overwrite":  # every existing file can be read before anything changes
             for path, _ in files:
@@ -629,11 +645,15 @@ class BatchRun:
             record["general"] = list(image.tags.general)
         if image.caption is not None:
             record["caption"] = image.caption
+        if image.keywords is not None:
+            record["keywords"] = list(image.keywords)
         if self.manifest is not None:
             self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
+        if image.keywords is not None:
+            self.summary.tag_counts.update(image.keywords.keys())
         return record
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
@@ -645,8 +665,12 @@ class BatchRun:
             record["general"] = rounded(image.tags.general)
         if image.caption is not None:
             record["caption"] = image.caption
+        if image.keywords is not None:
+            record["keywords"] = rounded(image.keywords)
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
+        if image.details:
+            record.update(image.details)
         return record
 
     def files(
@@ -654,7 +678,7 @@ class BatchRun:
     ) -> list[tuple[Path, list[str]]]:
         """Each text file and the items it holds, by the output template."""
         caption = [image.caption] if image.caption else []
-        if image.tags is None:
+        if image.tags is None and image.keywords is None:
             return [(targets.caption, caption)]
         if image.caption is None:
             return [(targets.caption, tags)]
