@@ -33,6 +33,7 @@ from tagger.captioners.sbg_vocab import (
     Hierarchy,
     Selection,
     build_hierarchy,
+    clean_up_spaces,
     finish_caption,
     prompt_text,
     ranked,
@@ -453,10 +454,12 @@ class SbgCaptioner(Captioner):
                 eos_token_id=eos,
             )
         texts = [
-            self.tokenizer.decode(
-                row[ids.shape[1] :].tolist(),
-                skip_special_tokens=True,
-                clean_up_tokenization_spaces=True,
+            clean_up_spaces(
+                self.tokenizer.decode(
+                    row[ids.shape[1] :].tolist(),
+                    skip_special_tokens=True,
+                    clean_up_tokenization_spaces=False,
+                )
             )
             for row in out
         ]

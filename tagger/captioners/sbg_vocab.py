@@ -454,6 +454,23 @@ def prompt_text(keywords: Sequence[str], separator: str = "###") -> str:
     return ", ".join(keywords) + " " + separator
 
 
+#: What the published pipeline's decoding (transformers 4.35, ``clean_up_tokenization_spaces``)
+#: joins back: the space before these is removed.
+CLEAN_UP = (" .", " ?", " !", " ,", " ' ", " n't", " 'm", " 's", " 've", " 're")
+
+
+def clean_up_spaces(text: str) -> str:
+    """The published decoding's clean-up of spaces before punctuation and contractions (newer
+    transformers no longer applies it to GPT-2, so it is applied here).
+
+    >>> clean_up_spaces("a man , wearing a hat . it 's red")
+    "a man, wearing a hat. it's red"
+    """
+    for piece in CLEAN_UP:
+        text = text.replace(piece, piece[1:] if piece != " ' " else "'")
+    return text
+
+
 def finish_caption(text: str) -> str:
     """The published post-processing: cut at the first "." and end with " .".
 

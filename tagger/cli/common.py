@@ -376,6 +376,14 @@ def add_decoding_options(parser: argparse.ArgumentParser, *, prefix: str = "") -
         type=int,
         help=d("no_repeat_ngram_size"),
     )
+    g.add_argument(f"--{prefix}candidates", dest="candidates", type=int, help=d("candidates"))
+    g.add_argument(
+        f"--{prefix}no-cut-at-period",
+        dest="cut_at_period",
+        action="store_false",
+        default=None,
+        help="SBG: write the sampled caption whole, not cut at its first '.'.",
+    )
     g.add_argument(
         "--no-half",
         dest="half",
