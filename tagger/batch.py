@@ -628,7 +628,10 @@ class BatchRun:
         if image.keywords is not None:
             from tagger.keywords.output import with_keywords
 
-            tags = with_keywords(tags, image.keywords, self.tag_options, alone=image.tags is None)
+            names = [*image.tags.character, *image.tags.general] if image.tags else []
+            tags = with_keywords(
+                tags, image.keywords, self.tag_options, alone=image.tags is None, names=names
+            )
         files = self.files(targets, image, tags)
         if policy != "overwrite":  # every existing file can be read before anything changes
             for path, _ in files:

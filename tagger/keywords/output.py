@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from tagger.options import TagOptions, dump, parse
-from tagger.tags import TagResult, caption_tags, dedupe, move_to_front, tag_matches
+from tagger.tags import TagResult, caption_tags, dedupe, normalize_tag, tag_matches
 
 
 def keyword_result(keywords: Mapping[str, float]) -> TagResult:
@@ -18,14 +18,19 @@ def keyword_result(keywords: Mapping[str, float]) -> TagResult:
 
 
 def with_keywords(
-    tags: Sequence[str], keywords: Mapping[str, float], options: TagOptions, *, alone: bool
+    tags: Sequence[str],
+    keywords: Mapping[str, float],
+    options: TagOptions,
+    *,
+    alone: bool,
+    names: Sequence[str] = (),
 ) -> list[str]:
     """The tag texts of a caption file with keyphrases, in the extractor's order.
 
     ``alone`` (no tagger in the run): the keyphrases are the caption's tags, with the
     additional and always-first tags as ``caption_tags`` writes them. Otherwise they follow the
-    tagger's ``tags`` (a keyphrase already there is not repeated). Replacements, brackets and
-    weights apply as to model tags.
+    tagger's ``tags`` (written texts; ``names`` their raw names), leaving out a keyphrase that
+    names a tag already there. Replacements, brackets and weights apply as to model tags.
 
     >>> with_keywords(["1girl"], {"red hat": 0.5, "1girl": 0.4}, TagOptions(), alone=False)
     ['1girl', 'red hat']
@@ -35,10 +40,10 @@ def with_keywords(
     data = {**dump(options), "order": "model", "character_tags_first": False}
     if not alone:
         data.update(additional_tags=[], always_first_tags=[], rating_tag="none")
+        seen = {normalize_tag(name) for name in [*tags, *names]}
+        keywords = {k: v for k, v in keywords.items() if normalize_tag(k) not in seen}
     texts = caption_tags(keyword_result(keywords), parse(TagOptions, data))
-    if alone:
-        return texts
-    return move_to_front(dedupe([*tags, *texts]), options.always_first_tags)
+    return texts if alone else dedupe([*tags, *texts])
 
 
 def drop_excluded(
