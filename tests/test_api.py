@@ -476,7 +476,7 @@ def test_mount_twice_registers_routes_once(model_dir: Path) -> None:
     mount(app, models_dirs=[model_dir.parent])
     assert _operations(app) == before
     assert before.count(("post", f"{URL}/interrogate")) == 1
-    assert len(before) == 12
+    assert len(before) == 14  # with keywords and sbg (tagger.api.keywords)
     schema = client(app).get("/openapi.json").json()
     assert schema["paths"][f"{URL}/interrogate"]["post"]["responses"]["404"]
 

@@ -17,6 +17,7 @@ from fastapi.params import Depends as DependsParam
 
 from tagger.api.errors import DOCUMENTED, make_route_class
 from tagger.api.jobs import JobManager
+from tagger.api.keywords import add_keyword_routes
 from tagger.api.models import (
     CaptionRequest,
     CaptionResponse,
@@ -259,6 +260,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _tag_routes,
     _caption_routes,
     _job_routes,
+    add_keyword_routes,
 ]
 
 

@@ -187,11 +187,11 @@ class KeywordExtractor:
         return [f"torch-{self.device}"] if self.device is not None else []
 
     # -- extraction ----------------------------------------------------------------------------
-    def vectorizer(self) -> Any:
+    def vectorizer(self, options: KeywordOptions | None = None) -> Any:
         """The CountVectorizer KeyBERT builds for these options (``min_df`` 1)."""
         from sklearn.feature_extraction.text import CountVectorizer
 
-        o = self.options
+        o = options or self.options
         return CountVectorizer(ngram_range=(o.ngram_min, o.ngram_max), stop_words=o.stop_words)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -211,26 +211,29 @@ class KeywordExtractor:
             self._phrases.update(zip(new, self.embed(new), strict=True))
         return np.stack([self._phrases[phrase] for phrase in phrases])
 
-    def extract(self, captions: Sequence[str]) -> list[Keyphrases]:
-        """Keyphrases with KeyBERT's scores for each caption, ``batch_size`` captions a call."""
+    def extract(
+        self, captions: Sequence[str], options: KeywordOptions | None = None
+    ) -> list[Keyphrases]:
+        """Keyphrases with KeyBERT's scores for each caption, ``batch_size`` captions a call
+        (``options``: other extraction options for the same model)."""
+        o = options or self.options
+        check_options(o)
         self.load()
-        step = self.options.batch_size
         out: list[Keyphrases] = []
         with self._lock:
-            for start in range(0, len(captions), step):
-                out += self._extract(list(captions[start : start + step]))
+            for start in range(0, len(captions), o.batch_size):
+                out += self._extract(list(captions[start : start + o.batch_size]), o)
         return out
 
-    def _extract(self, docs: list[str]) -> list[Keyphrases]:
+    def _extract(self, docs: list[str], o: KeywordOptions) -> list[Keyphrases]:
         """One KeyBERT call over a batch, with the embeddings computed here."""
-        o = self.options
         try:
-            words = self.vectorizer().fit(docs).get_feature_names_out()
+            words = self.vectorizer(o).fit(docs).get_feature_names_out()
         except ValueError:  # no caption of the batch has a candidate (empty, stop words only)
             return [[] for _ in docs]
         result = self.keybert.extract_keywords(
             docs,
-            vectorizer=self.vectorizer(),
+            vectorizer=self.vectorizer(o),
             top_n=o.top_n,
             use_mmr=o.method == "mmr",
             use_maxsum=o.method == "maxsum",
