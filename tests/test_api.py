@@ -499,7 +499,7 @@ def test_dependencies_guard_every_route(model_dir: Path, image: Path) -> None:
         app = make_app(models_dirs=[model_dir.parent], dependencies=[dependency])
         api = client(app)
         operations = _operations(app)
-        assert len(operations) == 12
+        assert len(operations) == 14
         for method, route in operations:
             path = route.replace("{job_id}", "x")
             response = api.request(method, path, json={"image": b64(image), "model": "tiny-v3"})
