@@ -25,7 +25,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COCO = ROOT.parent / "shared" / "data" / "coco-mini" / "annotations" / "captions_train2017.json"
+ANNOTATIONS = Path("shared") / "data" / "coco-mini" / "annotations" / "captions_train2017.json"
+#: ``../shared`` beside the checkout (or beside the folder of worktrees).
+COCO = next(
+    (
+        base / ANNOTATIONS
+        for base in (ROOT.parent, ROOT.parent.parent)
+        if (base / ANNOTATIONS).is_file()
+    ),
+    ROOT.parent / ANNOTATIONS,
+)
 WORK = Path(__file__).resolve().parent / ".work" / "keywords"
 
 

@@ -272,3 +272,17 @@ def test_an_unknown_model_offline_says_how_to_get_one(
     argv = ["keywords", str(tmp_path), "--from-captions", ".caption", "--no-progress"]
     argv += ["--keyword-model", "no-such-org/no-such-model", "--device", "cpu"]
     assert main(argv) == 2
+
+
+def test_the_tabs_keyphrases_equal_keybert(minilm: Path, keybert) -> None:
+    from tagger.ui.host import RuntimeSettings
+    from tagger.ui.keywords import keyphrases, keywords_available
+
+    assert keywords_available()
+    caption = "A young boy rides a skateboard on a trail."
+    settings = RuntimeSettings(providers="cpu", models_dirs=[])
+    text = keyphrases(None, caption, settings, model=str(minilm), top_n=4)
+    expected = keybert.extract_keywords(caption, keyphrase_ngram_range=(1, 2), top_n=4)
+    assert text == ", ".join(phrase for phrase, _ in expected)
+    with pytest.raises(OptionsError, match="needs the image"):
+        keyphrases(None, caption, settings, model=str(minilm), clip_filter=True)

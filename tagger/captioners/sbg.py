@@ -366,10 +366,7 @@ class SbgCaptioner(Captioner):
         ).hexdigest()[:20]
         assert self.config is not None
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(self.config.clip_model).name)[:40]
-        folder = (
-            Path(self.cache_dir).expanduser() / "sbg" if self.cache_dir else default_cache_dir()
-        )
-        return folder / f"{stem}-{digest}.npy"
+        return default_cache_dir() / f"{stem}-{digest}.npy"
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> ``[N, D]`` L2-normalised float32 CLIP text embeddings."""
