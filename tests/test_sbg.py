@@ -428,3 +428,21 @@ def test_tag_with_the_sbg_captioner(tmp_path: Path, sbg_dir: Path, model_dir: Pa
     assert "general" in data
     assert data["sbg"]["candidates"]
     assert data["caption"] == (tmp_path / "in" / "img0.caption").read_text("utf-8").strip()
+
+
+def test_the_tab_offers_and_runs_sbg(tmp_path: Path, sbg_dir: Path) -> None:
+    import shutil
+
+    from tagger.ui import actions
+    from tagger.ui.host import RuntimeSettings
+
+    models = tmp_path / "models"
+    shutil.copytree(sbg_dir, models / "my-sbg")
+    settings = RuntimeSettings(providers="cpu", models_dirs=[models])
+    choices = actions.captioner_choices(settings)
+    assert "my-sbg" in choices
+    assert "sbg-flickr8k" in choices
+    picture = images(1)[0]
+    caption = actions.caption_image(picture, "my-sbg", settings)
+    captioner = get_captioner(str(models / "my-sbg"), device="cpu")
+    assert caption == captioner.caption([picture], CaptionOptions())[0]
