@@ -89,11 +89,11 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
+    #: More of the sidecar JSON, by key (SBG's keywords and candidates: ``sbg``).
+    extra: dict[str, Any] | None = None
     #: Keyphrases (KeyBERT) with their scores, in the extractor's order; written as tags after
     #: the model's tags (``tagger.keywords``).
     keywords: dict[str, float] | None = None
-    #: More entries for the JSON sidecar (SBG: its keywords and candidates).
-    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -672,8 +672,8 @@ class BatchRun:
             record["keywords"] = rounded(image.keywords)
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
-        if image.details:
-            record.update(image.details)
+        if image.extra:
+            record.update(image.extra)
         return record
 
     def files(

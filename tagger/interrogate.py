@@ -169,7 +169,7 @@ class Interrogator:
             result.caption = self.captioner.postprocess(row["ids"], self.caption_options)
             sidecar = getattr(self.captioner, "sidecar", None)  # SBG: keywords and candidates
             if sidecar is not None:
-                result.details = sidecar(row["ids"])
+                result.extra = sidecar(row["ids"])
         if self.clip_filter is not None and result.tags is not None:
             tags = result.tags
             kept, result.clip = self.clip_filter.filter(

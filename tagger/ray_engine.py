@@ -315,8 +315,8 @@ def encode_result(result: TagResult | ImageResult) -> str:
             "tags": encoded,
             "caption": image.caption,
             "clip": image.clip,
+            "extra": image.extra,
             "keywords": image.keywords,
-            "details": image.details,
         }
     )
 
@@ -332,9 +332,7 @@ def decode_result(text: str) -> ImageResult:
 
     data = json.loads(text)
     tags = TagResult(*data["tags"]) if data["tags"] is not None else None
-    return ImageResult(
-        tags, data["caption"], data["clip"], data.get("keywords"), data.get("details")
-    )
+    return ImageResult(tags, data["caption"], data["clip"], data.get("extra"), data.get("keywords"))
 
 
 class TaggerActor:

@@ -470,6 +470,11 @@ def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -
     if not folder.is_dir():
         raise ModelNotFoundError(f"captioner folder {str(folder)!r} does not exist")
     family = captioner_family(folder)
+    if family == "sbg":  # Selective Blind Guessing: a folder with sbg.json
+        files, where = (SBG_CONFIG,), f"local sbg folder {folder}"
+        return ModelSpec(
+            key or folder.name, "sbg", path=folder.resolve(), files=files, description=where
+        )
     if family is None:
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a captioner folder: a BLIP folder is a transformers save "
@@ -480,7 +485,7 @@ def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -
         key=key or folder.name,
         family=family,
         path=folder.resolve(),
-        files={"blip": BLIP_FILES, "sbg": (SBG_CONFIG,)}.get(family, (CLIPCAP_CONFIG,)),
+        files=BLIP_FILES if family == "blip" else (CLIPCAP_CONFIG,),
         description=f"local {family} folder {folder}",
     )
 

@@ -8,6 +8,7 @@ models are loaded once through ``tagger.cache`` and run under the service's lock
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,6 @@ from fastapi.params import Depends as DependsParam
 
 from tagger.api.errors import DOCUMENTED, make_route_class
 from tagger.api.jobs import JobManager
-from tagger.api.keywords import add_keyword_routes
 from tagger.api.models import (
     CaptionRequest,
     CaptionResponse,
@@ -260,7 +260,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _tag_routes,
     _caption_routes,
     _job_routes,
-    add_keyword_routes,
+    importlib.import_module("tagger.api.keywords").add_keyword_routes,
 ]
 
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tagger")
 
 TEXT_BATCH = 256
+#: Seeding and sampling use torch's global generator: one image at a time, so concurrent
+#: requests (the HTTP API) keep each image's draws reproducible.
+_SAMPLING = threading.Lock()
 GENERATOR_FILES = ("config.json", "model.safetensors")
 
 
@@ -433,10 +437,10 @@ class SbgCaptioner(Captioner):
         new_tokens = max(1, config.max_length - ids.shape[1])
         if options.max_new_tokens:
             new_tokens = min(new_tokens, options.max_new_tokens)
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
         eos = self.tokenizer.eos_token_id
-        with torch.inference_mode():
+        with _SAMPLING, torch.inference_mode():
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
             out = self.generator.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),

@@ -217,5 +217,5 @@ class KeywordPipeline:
         result.keywords = keywords
         if not self.write_caption:
             result.caption = None
-            result.details = {**(result.details or {}), "caption": row["caption"]}
+            result.extra = {**(result.extra or {}), "caption": row["caption"]}
         return result
