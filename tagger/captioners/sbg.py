@@ -434,7 +434,13 @@ class SbgCaptioner(Captioner):
         assert config is not None
         encoded = self.tokenizer(prompt, return_tensors="pt")
         ids = encoded["input_ids"].to(self.device)
-        new_tokens = max(1, config.max_length - ids.shape[1])
+        positions = int(getattr(self.generator.config, "n_positions", 1024))
+        if ids.shape[1] >= positions:
+            raise ModelLoadError(
+                f"the prompt has {ids.shape[1]} tokens, more than the generator's {positions} "
+                f"positions: lower top_labels or cumulative in sbg.json"
+            )
+        new_tokens = max(1, min(config.max_length, positions) - ids.shape[1])
         if options.max_new_tokens:
             new_tokens = min(new_tokens, options.max_new_tokens)
         eos = self.tokenizer.eos_token_id
