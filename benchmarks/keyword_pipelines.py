@@ -162,7 +162,7 @@ def bench_keybert(files: int, loop_files: int) -> None:
         loop = loop_count / (time.perf_counter() - start)
         note = "" if loop_count == count else f" (loop timed on the first {loop_count})"
         print(
-            f"| {label} | {count:,}{note} | {ours:.0f} | {loop:.0f} | {ours / loop:.1f}x | "
+            f"| {label} | {count:,}{note} | {ours:.2f} | {loop:.2f} | {ours / loop:.1f}x | "
             f"{'yes' if same else 'NO'} |"
         )
     shutil.rmtree(WORK / "data", ignore_errors=True)
