@@ -89,7 +89,8 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
-    #: More of the sidecar JSON, by key (SBG's keywords and candidates: ``sbg``).
+    #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``; SBG's
+    #: keywords and candidates: ``sbg``).
     extra: dict[str, Any] | None = None
     #: Keyphrases (KeyBERT) with their scores, in the extractor's order; written as tags after
     #: the model's tags (``tagger.keywords``).
@@ -646,6 +647,8 @@ class BatchRun:
             record["rating"] = top_rating(image.tags.rating)
             record["character"] = list(image.tags.character)
             record["general"] = list(image.tags.general)
+            for category, scores in image.tags.other.items():
+                record[category] = top_rating(scores) if category == "quality" else list(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if image.keywords is not None:
@@ -655,6 +658,9 @@ class BatchRun:
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
+            for category, scores in image.tags.other.items():
+                if category != "quality":
+                    self.summary.tag_counts.update(scores.keys())
         if image.keywords is not None:
             self.summary.tag_counts.update(image.keywords.keys())
         return record
@@ -666,6 +672,8 @@ class BatchRun:
             record["rating"] = rounded(image.tags.rating)
             record["character"] = rounded(image.tags.character)
             record["general"] = rounded(image.tags.general)
+            for category, scores in image.tags.other.items():  # copyright, artist, ...
+                record[category] = rounded(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if image.keywords is not None:

@@ -142,7 +142,7 @@ def fetch_file(url: str, target: Path, sha256: str | None) -> Path:
         raise ModelFilesMissingError(
             f"{target.name} is not on disk and HF_HUB_OFFLINE is set: download {url} once "
             f"with network access (it is saved as {target}), or put the file in the model "
-            f"folder (see the README's Selective Blind Guessing section)"
+            f"folder (see docs/keyword-pipelines.md, Files and sbg.json)"
         )
     log.info("downloading %s", url)
     try:
@@ -247,8 +247,8 @@ class SbgCaptioner(Captioner):
             if not config.files_url:
                 raise ModelFilesMissingError(
                     f"{self.spec.path}: no {name} (or {Path(name).with_suffix('.json').name}); "
-                    f"put the SBG label files there (see the README's Selective Blind Guessing "
-                    f"section)"
+                    f"put the SBG label files there (see docs/keyword-pipelines.md, Files and "
+                    f"sbg.json)"
                 )
         if not config.files_url:
             raise ModelFilesMissingError(f"captioner {self.spec.key!r}: no {name} and no download")
