@@ -31,7 +31,7 @@ def test_keywords_needs_a_caption_or_an_image(tmp_path: Path) -> None:
 def test_keywords_refuses_server_paths(tmp_path: Path, request_: dict) -> None:
     reply = client(make_app(models_dirs=[tmp_path])).post("/tagger/v1/keywords", json=request_)
     assert reply.status_code == 404
-    assert "looks like a path" in reply.json()["detail"]
+    assert "is not a plain name (it contains a path separator" in reply.json()["detail"]
     reply = client(make_app(models_dirs=[tmp_path])).post(
         "/tagger/v1/keywords", json={"caption": "a", "clip_filter": {"cache_dir": "/tmp/x"}}
     )

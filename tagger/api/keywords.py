@@ -10,7 +10,6 @@ from pydantic import BaseModel, Field, StrictStr
 
 from tagger.api.errors import DOCUMENTED
 from tagger.api.models import IMAGE_DESCRIPTION, ErrorResponse
-from tagger.api.service import load_request_image
 from tagger.keywords.options import KeywordOptions
 from tagger.options import CaptionOptions, ClipFilterOptions, StrictModel
 from tagger.registry import DEFAULT_CAPTIONER
@@ -79,8 +78,8 @@ def check_names(req: KeywordRequest) -> None:
     """Refuse server paths where a client names models or folders: the keyword model and the
     CLIP model are names (a models-folder name or a registry name), the CLIP cache is the
     server's own."""
-    from tagger.api.service import looks_like_path
     from tagger.errors import ModelNotFoundError, OptionsError
+    from tagger.registry import name_problem
 
     names = [("keyword model", req.options.model)]
     if req.clip_filter is not None:
@@ -91,10 +90,12 @@ def check_names(req: KeywordRequest) -> None:
             ("CLIP weights", req.clip_filter.pretrained),
         ]
     for what, name in names:
-        if looks_like_path(name):
+        problem = name_problem(name) if name else None
+        if problem is not None:
             raise ModelNotFoundError(
-                f"{what} {name!r} looks like a path; over HTTP name a model (a folder name in "
-                f"the server's models folders, or {KeywordOptions().model} / an open_clip name)"
+                f"{what} {name!r} is not a plain name ({problem}); over HTTP name a model "
+                f"(a folder name in the server's models folders, or {KeywordOptions().model} / "
+                f"an open_clip name)"
             )
 
 
@@ -124,7 +125,9 @@ def add_keyword_routes(router: APIRouter, api: Any) -> None:
         if req.image is None and req.caption is None:
             raise OptionsError("send a caption, an image, or both")
         check_names(req)
-        image = load_request_image(req.image)[0] if req.image is not None else None
+        image = None
+        if req.image is not None:  # size and pixels checked, then decoded in a decode thread
+            image = service.prepared(service.image_bytes(req.image), lambda im: im.copy())
         captioner = service.resolve_captioner(req.captioner) if req.caption is None else None
         tags = TagOptions(exclude_tags=req.exclude_tags, keep_tags=req.keep_tags)
         with service.running():
@@ -162,9 +165,10 @@ def add_keyword_routes(router: APIRouter, api: Any) -> None:
         spec = service.resolve_captioner(req.model)
         if spec.family != "sbg":
             raise ModelNotFoundError(f"{req.model!r} is not an SBG captioner (try sbg-flickr8k)")
-        image = load_request_image(req.image)[0]
-        with service.running():
-            captioner = get_captioner(
+        data = service.image_bytes(req.image)  # size and pixels checked, not decoded
+
+        def loaded() -> Any:
+            return get_captioner(
                 spec,
                 device=device(),
                 device_id=service.device_id,
@@ -172,8 +176,13 @@ def add_keyword_routes(router: APIRouter, api: Any) -> None:
                 cache_dir=service.hf_cache,
                 models_dirs=service.models_dirs,
             )
-            batch = captioner.collate([captioner.preprocess(image)])
-            (result,) = captioner.forward(batch, req.options)
+
+        with service.running():
+            captioner = loaded()
+        with service.gate.run():  # the image reduced to CLIP's input in a decode thread
+            pixels = service.prepared(data, captioner.preprocess)
+        with service.running():
+            (result,) = loaded().forward(captioner.collate([pixels]), req.options)
         details = result.sidecar()["sbg"]
         return {
             "model": spec.key,
