@@ -629,7 +629,10 @@ class BatchRun:
         if image.keywords is not None:
             from tagger.keywords.output import with_keywords
 
-            names = [*image.tags.character, *image.tags.general] if image.tags else []
+            names = []
+            if image.tags is not None:  # every tag name the caption may hold
+                names = [*image.tags.character, *image.tags.general]
+                names += [n for c, s in image.tags.other.items() if c != "quality" for n in s]
             tags = with_keywords(
                 tags, image.keywords, self.tag_options, alone=image.tags is None, names=names
             )

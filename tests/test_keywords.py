@@ -81,6 +81,16 @@ def test_reading_the_output_extension_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "a.txt").exists()
 
 
+def test_tag_keywords_refuses_what_it_cannot_run(tmp_path: Path, capsys) -> None:
+    (tmp_path / "a.png").write_bytes(b"")
+    argv = ["tag", str(tmp_path), "--keywords"]
+    assert main([*argv, "--model", "x", "--model", "y"]) == 2
+    assert "--keywords takes one tagger" in capsys.readouterr().err
+    assert main([*argv, "--engine", "ray"]) == 2
+    assert "--keywords runs on the local engine" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
 # -- with KeyBERT and the real model ---------------------------------------------------------------
 
 

@@ -207,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if len(names) > 1 and args.clip_mode:
         raise OptionsError("the CLIP filter takes one tagger: drop --clip-filter or extra --model")
+    if len(names) > 1 and getattr(args, "keywords", False):
+        raise OptionsError("--keywords takes one tagger: drop --keywords or the extra --model")
     if getattr(args, "engine", "local") == "ray":
         if getattr(args, "keywords", False):
             raise OptionsError("--keywords runs on the local engine: leave out --engine ray")
