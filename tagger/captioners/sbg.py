@@ -45,7 +45,7 @@ from tagger.captioners.sbg_vocab import (
     validate_labels,
 )
 from tagger.errors import ModelFilesMissingError, ModelLoadError
-from tagger.hub import is_offline, model_files, tagger_cache_dir
+from tagger.hub import model_files, offline_env, tagger_cache_dir
 from tagger.options import CaptionOptions
 from tagger.registry import GPT2_TOKENIZER_FILES, GPT2_TOKENIZER_REPO, SBG_CONFIG, ModelSpec
 
@@ -138,7 +138,7 @@ def fetch_file(url: str, target: Path, sha256: str | None) -> Path:
 
     if target.is_file() and (sha256 is None or sha256_of(target) == sha256):
         return target
-    if is_offline():
+    if offline_env():  # the files are on GitHub: whether the Hub answers says nothing
         raise ModelFilesMissingError(
             f"{target.name} is not on disk and HF_HUB_OFFLINE is set: download {url} once "
             f"with network access (it is saved as {target}), or put the file in the model "
