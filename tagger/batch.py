@@ -90,8 +90,12 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
-    #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``).
+    #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``; SBG's
+    #: keywords and candidates: ``sbg``).
     extra: dict[str, Any] | None = None
+    #: Keyphrases (KeyBERT) with their scores, in the extractor's order; written as tags after
+    #: the model's tags (``tagger.keywords``).
+    keywords: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -371,7 +375,14 @@ def _lower_thread_priority(idle: bool = False) -> None:
 
 
 def _decode(item: ImageItem, model: BatchModel, max_pixels: int, draft: int = 0) -> np.ndarray:
-    """Load and preprocess one image (runs in a worker thread, or inline after a stall)."""
+    """Load and preprocess one image (runs in a worker thread, or inline after a stall).
+
+    A model with ``preprocess_item(item, load)`` gets the item and a function that decodes its
+    image, so it can read files beside it and decode the image only when it needs it.
+    """
+    read = getattr(model, "preprocess_item", None)
+    if read is not None:
+        return read(item, lambda: load_image(item.path, max_pixels=max_pixels, draft=draft))
     image = load_image(item.path, max_pixels=max_pixels, draft=draft)
     return model.preprocess(image)
 
@@ -616,6 +627,16 @@ class BatchRun:
         image = as_image_result(result)
         policy = self.options.on_existing
         tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []
+        if image.keywords is not None:
+            from tagger.keywords.output import with_keywords
+
+            names = []
+            if image.tags is not None:  # every tag name the caption may hold
+                names = [*image.tags.character, *image.tags.general]
+                names += [n for c, s in image.tags.other.items() if c != "quality" for n in s]
+            tags = with_keywords(
+                tags, image.keywords, self.tag_options, alone=image.tags is None, names=names
+            )
         files = self.files(targets, image, tags)
         if policy != "overwrite":  # every existing file can be read before anything changes
             for path, _ in files:
@@ -634,6 +655,8 @@ class BatchRun:
                 record[category] = top_rating(scores) if category == "quality" else list(scores)
         if image.caption is not None:
             record["caption"] = image.caption
+        if image.keywords is not None:
+            record["keywords"] = list(image.keywords)
         if self.manifest is not None:
             self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:
@@ -642,6 +665,8 @@ class BatchRun:
             for category, scores in image.tags.other.items():
                 if category != "quality":
                     self.summary.tag_counts.update(scores.keys())
+        if image.keywords is not None:
+            self.summary.tag_counts.update(image.keywords.keys())
         return record
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
@@ -655,6 +680,8 @@ class BatchRun:
                 record[category] = rounded(scores)
         if image.caption is not None:
             record["caption"] = image.caption
+        if image.keywords is not None:
+            record["keywords"] = rounded(image.keywords)
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
         if image.extra:
@@ -666,7 +693,7 @@ class BatchRun:
     ) -> list[tuple[Path, list[str]]]:
         """Each text file and the items it holds, by the output template."""
         caption = [image.caption] if image.caption else []
-        if image.tags is None:
+        if image.tags is None and image.keywords is None:
             return [(targets.caption, caption)]
         if image.caption is None:
             return [(targets.caption, tags)]

@@ -141,6 +141,8 @@ def unload_all() -> int:
     count = _taggers.clear()
     if "tagger.captioners" in sys.modules:  # captioners and CLIP filters, when any were used
         count += sys.modules["tagger.captioners"].unload_captioners()
+    if "tagger.keywords.single" in sys.modules:  # keyphrase extractors and their CLIP filters
+        count += sys.modules["tagger.keywords.single"].unload_extractors()
     gc.collect()
     log.info("unloaded %d model(s)", count)
     return count

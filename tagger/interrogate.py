@@ -167,6 +167,9 @@ class Interrogator:
             result.tags = tag_scores(row["scores"].tolist(), self.tagger.labels, options)
         if self.captioner is not None:
             result.caption = self.captioner.postprocess(row["ids"], self.caption_options)
+            sidecar = getattr(self.captioner, "sidecar", None)  # SBG: keywords and candidates
+            if sidecar is not None:
+                result.extra = sidecar(row["ids"])
         if self.clip_filter is not None and result.tags is not None:
             tags = result.tags
             kept, result.clip = self.clip_filter.filter(

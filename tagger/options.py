@@ -272,6 +272,18 @@ class CaptionOptions(StrictModel):
         0, ge=0, le=1024, description="Images per captioner run (0: the run's batch size)."
     )
     half: bool = Field(True, description="fp16 on CUDA (ignored on the CPU).")
+    candidates: int = Field(
+        5,
+        ge=1,
+        le=64,
+        description="SBG: captions sampled per image, the one CLIP finds closest is written "
+        "(the published extension: 5).",
+    )
+    cut_at_period: bool = Field(
+        True,
+        description="SBG: cut each sampled caption at its first '.' and end it with ' .' "
+        "(the published post-processing).",
+    )
 
 
 class ClipFilterOptions(StrictModel):

@@ -486,6 +486,7 @@ def blip_folder_files(folder: Path) -> tuple[str, ...]:
 
 
 CLIPCAP_CONFIG = "clipcap.json"
+SBG_CONFIG = "sbg.json"
 GPT2_TOKENIZER_REPO = "openai-community/gpt2"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
@@ -591,6 +592,41 @@ _CAPTIONER_ENTRIES: tuple[ModelSpec, ...] = (
     ),
 )
 
+# Selective Blind Guessing (Huynh et al. 2024): the label list and the encyclopedia as the paper's
+# WebUI extension publishes them (its repository at a fixed commit, checked by SHA-256), the
+# fine-tuned GPT-2 from the paper's Hub repository (``main``: no commit hash was verified).
+SBG_FILES_COMMIT = "dc0668edb47028a12641947d91bbab3f51c0b3c5"
+_CAPTIONER_ENTRIES += (
+    ModelSpec(
+        key="sbg-flickr8k",
+        family="sbg",
+        repo_id="Anshler/selective-blind-guessing",
+        revision="main",
+        files=(
+            "all_labels.pkl",
+            "encyclopedia.pkl",
+            "top_hierarchy/config.json",
+            "top_hierarchy/model.safetensors",
+        ),
+        input_size=224,
+        description="Selective Blind Guessing (Huynh et al. 2024), Flickr8k: CLIP ViT-L/14 "
+        "keywords, GPT-2 candidates, CLIP rerank",
+        aliases=("sbg", "sbg-8k", "selective-blind-guessing"),
+        settings=(
+            (
+                "files_url",
+                "https://raw.githubusercontent.com/Anshler/ICG_sd_extension/"
+                f"{SBG_FILES_COMMIT}/scripts/",
+            ),
+            ("labels_sha256", "4463b673465ee4c5a9e185e2cf77482ed1f2bcaba7bc0196e591a0059925c53a"),
+            (
+                "encyclopedia_sha256",
+                "921df5859cc65a621197e1d8386f32b8c628891c3356a9653266e8a9151f147a",
+            ),
+        ),
+    ),
+)
+
 CAPTIONER_REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _CAPTIONER_ENTRIES}
 _CAPTIONER_BY_NAME = _index(_CAPTIONER_ENTRIES)
 DEFAULT_CAPTIONER = "blip-large"
@@ -606,6 +642,8 @@ def captioner_family(folder: Path) -> str | None:
     (``clipcap.json``), else None."""
     if (folder / CLIPCAP_CONFIG).is_file():
         return "clipcap"
+    if (folder / SBG_CONFIG).is_file():
+        return "sbg"
     config = folder / "config.json"
     if config.is_file():
         import json
@@ -625,6 +663,11 @@ def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -
     if not folder.is_dir():
         raise ModelNotFoundError(f"captioner folder {str(folder)!r} does not exist")
     family = captioner_family(folder)
+    if family == "sbg":  # Selective Blind Guessing: a folder with sbg.json
+        files, where = (SBG_CONFIG,), f"local sbg folder {folder}"
+        return ModelSpec(
+            key or folder.name, "sbg", path=folder.resolve(), files=files, description=where
+        )
     if family is None:
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a captioner folder: a BLIP folder is a transformers save "

@@ -21,6 +21,7 @@ from tagger.cli.common import (
     options_from_args,
     output_options_from_args,
 )
+from tagger.cli.keyword_flags import KEYWORD_FLAGS, keyword_options_from_args
 from tagger.options import dump
 
 DEFAULT = re.compile(r"\(default:? ((?:[^()]|\([^()]*\))*)\)")
@@ -49,20 +50,23 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 def _effective(command: str) -> dict[str, Any]:
     """What a run of ``command`` without flags gets, by dest."""
-    argv = [command, "images"] if command in ("tag", "caption") else [command]
+    argv = [command, "images"] if command in ("tag", "caption", "keywords") else [command]
     if command == "dataset":  # its actions' defaults: tests/test_dataset_cli.py
         argv = [command, "stats", "images"]
     args = build_parser().parse_args(argv)
     values = dict(vars(args))
-    if command in ("tag", "caption"):
+    if command in ("tag", "caption", "keywords"):
         tag, batch = options_from_args(args)
         values.update(dump(caption_options_from_args(args)))
         values.update(dump(tag))
         values.update(dump(batch))  # BatchOptions.batch_size is --batch-size
-    if command == "tag":
+    if command in ("tag", "keywords"):
         clip = dump(clip_options(args))
         values.update({flag: clip[field] for flag, field in CLIP_FLAGS.items()})
         values.update(dump(output_options_from_args(args)))
+        keywords = dump(keyword_options_from_args(args))
+        values.update({flag: keywords[field] for flag, field in KEYWORD_FLAGS.items()})
+        values["ngram_range"] = (keywords["ngram_min"], keywords["ngram_max"])
     return values
 
 

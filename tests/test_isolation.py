@@ -15,10 +15,14 @@ CORE_MODULES = [
     "tagger.captioners.openclip", "tagger.interrogate", "tagger.cli.common", "tagger.cli.tag",
     "tagger.cli.caption", "tagger.cli.models", "tagger.cli.serve", "tagger.cli.ui",
     "tagger.cli.kohya", "tagger.option_text",
+    "tagger.captioners.sbg", "tagger.captioners.sbg_vocab", "tagger.keywords",
+    "tagger.keywords.extract", "tagger.keywords.options", "tagger.keywords.output",
+    "tagger.keywords.pipeline", "tagger.cli.keywords",
 ]  # fmt: skip
 HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm",
          "open_clip", "safetensors", "torchvision"]  # fmt: skip
 HEAVY += ["ray", "pyarrow", "pandas"]  # only with --engine ray
+HEAVY += ["keybert", "sentence_transformers", "sklearn"]  # only for keyphrases
 
 
 def test_core_imports_with_host_and_gradio_blocked_and_nothing_heavy() -> None:

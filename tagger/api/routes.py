@@ -265,6 +265,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _job_routes,
     importlib.import_module("tagger.api.families").family_routes,
     _dataset_routes,
+    importlib.import_module("tagger.api.keywords").add_keyword_routes,
 ]
 
 

@@ -38,7 +38,7 @@ _captioners: ModelCache[Captioner] = ModelCache()
 
 
 def captioner_class(family: str) -> type[Captioner]:
-    """The captioner class of a model family (``blip`` or ``clipcap``)."""
+    """The captioner class of a model family (``blip``, ``clipcap`` or ``sbg``)."""
     if family == "blip":
         from tagger.captioners.blip import BlipCaptioner
 
@@ -47,7 +47,11 @@ def captioner_class(family: str) -> type[Captioner]:
         from tagger.captioners.clipcap import ClipCapCaptioner
 
         return ClipCapCaptioner
-    raise ModelNotFoundError(f"model family {family!r} is not a captioner (blip or clipcap)")
+    if family == "sbg":
+        from tagger.captioners.sbg import SbgCaptioner
+
+        return SbgCaptioner
+    raise ModelNotFoundError(f"model family {family!r} is not a captioner (blip, clipcap or sbg)")
 
 
 def get_captioner(

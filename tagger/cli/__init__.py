@@ -34,6 +34,7 @@ COMMANDS = (
     "ui",
     "doctor",
     "dataset",
+    "keywords",
 )
 
 

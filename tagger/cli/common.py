@@ -380,6 +380,14 @@ def add_decoding_options(parser: argparse.ArgumentParser, *, prefix: str = "") -
         type=int,
         help=d("no_repeat_ngram_size"),
     )
+    g.add_argument(f"--{prefix}candidates", dest="candidates", type=int, help=d("candidates"))
+    g.add_argument(
+        f"--{prefix}no-cut-at-period",
+        dest="cut_at_period",
+        action="store_false",
+        default=None,
+        help="SBG: write the sampled caption whole, not cut at its first '.'.",
+    )
     g.add_argument(
         "--no-half",
         dest="half",
@@ -854,3 +862,26 @@ def kohya_epilog(script: str) -> str:
         f"kohya-ss {script} spellings (--batch_size, --caption_extension, ...) are accepted "
         "too; docs/kohya.md lists each one and how it differs."
     )
+
+
+def add_clip_options(parser: argparse.ArgumentParser, *, categories: bool = True) -> None:
+    """The ``--clip-*`` flags of the CLIP relevance filter (``tag`` and ``keywords``, which has
+    no tag categories)."""
+    c = lambda name, note="": describe(ClipFilterOptions, name, note)  # noqa: E731
+    f = parser.add_argument_group("CLIP relevance filter")
+    f.add_argument(
+        "--clip-filter",
+        nargs="?",
+        const="absolute",
+        choices=["absolute", "mcut"],
+        dest="clip_mode",
+        help="Drop tags CLIP scores low: 'absolute' (--clip-threshold) or per-image 'mcut'; "
+        "the flag alone is 'absolute'.",
+    )
+    f.add_argument("--clip-threshold", type=float, help=c("threshold"))
+    f.add_argument("--clip-model", help=c("model"))
+    f.add_argument("--clip-pretrained", help=c("pretrained"))
+    f.add_argument("--clip-template", help=c("template"))
+    if categories:
+        f.add_argument("--clip-categories", type=tag_list, help=c("categories", "Comma-separated."))
+    f.add_argument("--clip-cache", metavar="DIR", help=c("cache_dir"))

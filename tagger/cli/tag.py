@@ -14,6 +14,7 @@ from typing import Any
 from tagger.cli import kohya
 from tagger.cli.common import (
     add_batch_options,
+    add_clip_options,
     add_decoding_options,
     add_engine_options,
     add_model_options,
@@ -29,10 +30,10 @@ from tagger.cli.common import (
     ray_config,
     run_engine,
     run_ray_engine,
-    tag_list,
 )
 from tagger.errors import OptionsError
-from tagger.options import ClipFilterOptions, OutputOptions
+from tagger.options import OutputOptions
+from tagger.registry import DEFAULT_CAPTIONER
 
 
 def add_command(sub: Any) -> None:
@@ -58,13 +59,27 @@ def add_command(sub: Any) -> None:
     )
     add_engine_options(tag)
     add_combined_options(tag)
+    add_tag_keyword_options(tag)
     tag.set_defaults(handler=run)
+
+
+def add_tag_keyword_options(parser: argparse.ArgumentParser) -> None:
+    """``--keywords`` and the KeyBERT flags (``tagger.cli.keyword_flags``)."""
+    from tagger.cli.keyword_flags import add_keyword_options
+
+    parser.add_argument(
+        "--keywords",
+        action="store_true",
+        help="Also write KeyBERT keyphrases of each image's caption as tags (the captioner: "
+        "--captioner, default blip-large); --clip-filter filters them too. Needs the keywords "
+        "extra.",
+    )
+    add_keyword_options(parser)
 
 
 def add_combined_options(parser: argparse.ArgumentParser) -> None:
     """``tagger tag`` flags for a caption in the same run and for the CLIP filter."""
     o = lambda name, note="": describe(OutputOptions, name, note)  # noqa: E731
-    c = lambda name, note="": describe(ClipFilterOptions, name, note)  # noqa: E731
     g = parser.add_argument_group("caption in the same run")
     g.add_argument(
         "--captioner",
@@ -87,28 +102,14 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
         help="Images per captioner run (default: --batch-size).",
     )
     add_decoding_options(parser, prefix="caption-")
-    f = parser.add_argument_group("CLIP relevance filter")
-    f.add_argument(
-        "--clip-filter",
-        nargs="?",
-        const="absolute",
-        choices=["absolute", "mcut"],
-        dest="clip_mode",
-        help="Drop tags CLIP scores low: 'absolute' (--clip-threshold) or per-image 'mcut'; "
-        "the flag alone is 'absolute'.",
-    )
-    f.add_argument("--clip-threshold", type=float, help=c("threshold"))
-    f.add_argument("--clip-model", help=c("model"))
-    f.add_argument("--clip-pretrained", help=c("pretrained"))
-    f.add_argument("--clip-template", help=c("template"))
-    f.add_argument("--clip-categories", type=tag_list, help=c("categories", "Comma-separated."))
-    f.add_argument("--clip-cache", metavar="DIR", help=c("cache_dir"))
+    add_clip_options(parser)
 
 
 def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOptions]:
     """The tagger alone, or an Interrogator with the captioner / CLIP filter the flags ask for."""
     output = output_options_from_args(args)
-    if not getattr(args, "captioner", None) and not getattr(args, "clip_mode", None):
+    keywords = getattr(args, "keywords", False)
+    if not (getattr(args, "captioner", None) or getattr(args, "clip_mode", None) or keywords):
         return tagger, output
     from tagger.captioners import get_captioner
     from tagger.captioners.clip_filter import ClipFilter
@@ -117,9 +118,10 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
 
     options = caption_options_from_args(args)
     captioner = None
-    if args.captioner:
+    captioner_name = args.captioner or (DEFAULT_CAPTIONER if keywords else None)
+    if captioner_name:
         captioner = get_captioner(
-            args.captioner,
+            captioner_name,
             device=torch_device_for(args.device),
             device_id=args.device_id,
             half=options.half,
@@ -135,7 +137,13 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
             half=options.half,
             hf_cache=args.hf_cache,
         )
-    return Interrogator(tagger, captioner, options, clip_filter), output
+    model: Any = Interrogator(tagger, captioner, options, clip_filter)
+    if keywords:
+        from tagger.cli.keyword_flags import keyword_extractor
+        from tagger.keywords.pipeline import KeywordPipeline
+
+        model = KeywordPipeline(keyword_extractor(args), model)
+    return model, output
 
 
 def model_name(args: argparse.Namespace) -> str:
@@ -176,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if len(names) > 1 and args.clip_mode:
         raise OptionsError("the CLIP filter takes one tagger: drop --clip-filter or extra --model")
+    if len(names) > 1 and getattr(args, "keywords", False):
+        raise OptionsError("--keywords takes one tagger: drop --keywords or the extra --model")
     if getattr(args, "engine", "local") == "ray":
+        if getattr(args, "keywords", False):
+            raise OptionsError("--keywords runs on the local engine: leave out --engine ray")
         return run_ray(args)
     if getattr(args, "parquet", None):
         raise OptionsError("--parquet needs --engine ray")
@@ -194,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
             return Ensemble(taggers, args.ensemble, args.min_votes)
         return combined_model(args, taggers[0])[0]
 
-    outputs = ("tags", "caption") if getattr(args, "captioner", None) else ("tags",)
+    with_caption = getattr(args, "captioner", None) or getattr(args, "keywords", False)
+    outputs = ("tags", "caption") if with_caption else ("tags",)
     model = DeferredModel(build, outputs)
     return run_engine(args, model, tag_options, batch_options, output_options)
 

@@ -275,6 +275,9 @@ class TaggerUI:
             elem_id="tagger_caption",
             **copy,
         )
+        from tagger.ui.keywords import build_keyword_box
+
+        build_keyword_box(self)  # KeyBERT keyphrases of the caption (hidden without keybert)
         w["info"] = gr.HTML("", elem_id="tagger_info")
         w["rating"] = gr.Label(label="Rating", elem_id="tagger_rating")
         w["character"] = gr.Label(
