@@ -24,7 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tagger.errors import ImageLoadError, OptionsError, OutputError
+from tagger.errors import (
+    ImageFailedError,
+    ImageLoadError,
+    OptionsError,
+    OutputError,
+    RunAbortedError,
+)
 from tagger.image import is_image_path, load_image
 from tagger.options import BatchOptions, OutputOptions, TagOptions
 from tagger.planning import Plan, plan_outputs
@@ -84,11 +90,20 @@ class ImageResult:
     A model's ``postprocess`` may return this or a bare ``TagResult`` (tags only). A model that
     returns it may also define ``collate(items)`` (how preprocessed images form a batch; default
     ``numpy.stack``) and ``outputs`` (the subset of ``("tags", "caption")`` it produces).
+    ``usage`` holds what producing the caption cost (tokens, requests; ``tagger.vlm.usage``):
+    it goes into the manifest line and is summed in the summary.
+
+    Optional model hooks the engine uses when present: ``item_context(image_path,
+    caption_path)`` (a dict handed to ``preprocess(image, context)``: the file's prompt fields),
+    ``preferred_batch`` (the batch size when it is left automatic); ``postprocess`` may raise
+    ``ImageFailedError`` (that image fails with its reason) and ``forward`` ``RunAbortedError``
+    (the run stops).
     """
 
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
+    usage: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +323,8 @@ class Summary:
     tag_counts: Counter[str] = field(default_factory=Counter)
     batch_size: int = 1
     providers: list[str] = field(default_factory=list)
+    #: Tokens, requests and cost summed over the run (models that report usage: VLMs).
+    usage: dict[str, float] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -336,9 +353,13 @@ CheckCallback = Callable[[ImageItem, Targets], "str | None"]
 
 
 def default_batch_size(model: BatchModel) -> int:
-    """Batch size for the device: the model's fixed size, 1 on the CPU, 32 on a GPU."""
+    """Batch size for the device: the model's fixed size, else the model's ``preferred_batch``
+    when it has one, else 1 on the CPU and 32 on a GPU."""
     if model.fixed_batch:
         return model.fixed_batch
+    preferred = getattr(model, "preferred_batch", None)
+    if preferred:
+        return int(preferred)
     return 1 if on_cpu(model) else 32
 
 
@@ -367,9 +388,20 @@ def _lower_thread_priority(idle: bool = False) -> None:
         pass
 
 
-def _decode(item: ImageItem, model: BatchModel, max_pixels: int, draft: int = 0) -> np.ndarray:
-    """Load and preprocess one image (runs in a worker thread, or inline after a stall)."""
+def _decode(
+    item: ImageItem,
+    model: BatchModel,
+    max_pixels: int,
+    draft: int = 0,
+    caption_path: Path | None = None,
+) -> np.ndarray:
+    """Load and preprocess one image (runs in a worker thread, or inline after a stall).
+
+    A model with ``item_context`` gets the image's file context (the prompt fields of a VLM)."""
     image = load_image(item.path, max_pixels=max_pixels, draft=draft)
+    context = getattr(model, "item_context", None)
+    if context is not None:
+        return model.preprocess(image, context(item.path, caption_path))  # type: ignore[call-arg]
     return model.preprocess(image)
 
 
@@ -611,6 +643,7 @@ class BatchRun:
         half-written either way.
         """
         image = as_image_result(result)
+        self.add_usage(image.usage)  # spent, whether or not the files can be written
         policy = self.options.on_existing
         tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []
         files = self.files(targets, image, tags)
@@ -629,12 +662,20 @@ class BatchRun:
             record["general"] = list(image.tags.general)
         if image.caption is not None:
             record["caption"] = image.caption
+        if image.usage:
+            record["usage"] = dict(image.usage)
         if self.manifest is not None:
             self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
         return record
+
+    def add_usage(self, usage: dict[str, float] | None) -> None:
+        """Add one image's usage (tokens, requests, cost) to the summary's totals."""
+        for key, value in (usage or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.summary.usage[key] = self.summary.usage.get(key, 0) + value
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
         """The sidecar: kept tag scores by category, the caption, and CLIP scores if any."""
@@ -724,16 +765,19 @@ class BatchRun:
             if refused is None and not self.is_done(item, targets):
                 refused = self.precheck(targets)
                 if refused is None:
-                    yield item, targets, pool.submit(self._decode_item, item)
+                    yield item, targets, pool.submit(self._decode_item, item, targets)
                     continue
             if refused is not None:
                 yield replace(item, conflict=refused), targets, None
                 continue
             yield item, targets, None
 
-    def _decode_item(self, item: ImageItem) -> np.ndarray:
+    def _decode_item(self, item: ImageItem, targets: Targets | None = None) -> np.ndarray:
         """Load and preprocess one image with this run's options (any thread)."""
-        return _decode(item, self.model, self.options.max_pixels, self.draft)
+        caption = None
+        if targets is not None:
+            caption = targets.caption_file or targets.caption
+        return _decode(item, self.model, self.options.max_pixels, self.draft, caption)
 
     def _decoded(self, item: ImageItem, future: Future[Any]) -> Any:
         """The decode thread's result; after ``DECODE_STALL_SECONDS`` of waiting for an image
@@ -750,7 +794,7 @@ class BatchRun:
                 self._inline = True
         if self._inline and not future.done():
             future.cancel()  # when already running, its result is simply not used
-            return self._decode_item(item)
+            return self._decode_item(item, self.targets(item))
         return future.result()
 
     def run(self) -> Summary:
@@ -805,7 +849,7 @@ class BatchRun:
                         continue
                     try:
                         batch.append((item, targets, self._decoded(item, future)))
-                    except ImageLoadError as exc:
+                    except (ImageLoadError, OutputError) as exc:
                         self._fail(item.path, exc.reason)
                         continue
                     except Exception as exc:
@@ -840,6 +884,8 @@ class BatchRun:
         collate = getattr(self.model, "collate", np.stack)
         try:
             scores = self.model.forward(collate([array for _, _, array in batch]))
+        except RunAbortedError:
+            raise
         except Exception as exc:
             if len(batch) == 1:
                 item = batch[0][0]
@@ -854,6 +900,10 @@ class BatchRun:
             try:
                 result = self.model.postprocess(row, self.tag_options)
                 self.write(item, targets, result)
+            except ImageFailedError as exc:
+                self.add_usage(exc.usage)
+                self._fail(item.path, exc.reason)
+                continue
             except (OutputError, OSError) as exc:
                 self._fail(item.path, write_failure(exc))
                 continue

@@ -31,6 +31,7 @@ from tagger.cli.common import (
     run_ray_engine,
     tag_list,
 )
+from tagger.cli.vlm_flags import add_vlm_options, build_captioner, captioner_name
 from tagger.errors import OptionsError
 from tagger.options import ClipFilterOptions, OutputOptions
 
@@ -69,7 +70,8 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--captioner",
         metavar="KEY|DIR",
-        help="Also caption each image with this BLIP / CLIP-prefix model.",
+        help="Also caption each image with this BLIP / CLIP-prefix / VLM captioner (vlm-api "
+        "with --vlm-url; --vlm-url alone implies it).",
     )
     g.add_argument(
         "--caption-template",
@@ -87,6 +89,7 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
         help="Images per captioner run (default: --batch-size).",
     )
     add_decoding_options(parser, prefix="caption-")
+    add_vlm_options(parser)
     f = parser.add_argument_group("CLIP relevance filter")
     f.add_argument(
         "--clip-filter",
@@ -110,7 +113,6 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     output = output_options_from_args(args)
     if not getattr(args, "captioner", None) and not getattr(args, "clip_mode", None):
         return tagger, output
-    from tagger.captioners import get_captioner
     from tagger.captioners.clip_filter import ClipFilter
     from tagger.captioners.common import torch_device_for
     from tagger.interrogate import Interrogator
@@ -118,14 +120,7 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     options = caption_options_from_args(args)
     captioner = None
     if args.captioner:
-        captioner = get_captioner(
-            args.captioner,
-            device=torch_device_for(args.device),
-            device_id=args.device_id,
-            half=options.half,
-            cache_dir=args.hf_cache,
-            models_dirs=args.models_dir,
-        )
+        captioner = build_captioner(args.captioner, args, device=torch_device_for(args.device))
     clip_filter = None
     if args.clip_mode:
         clip_filter = ClipFilter(
@@ -135,7 +130,8 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
             half=options.half,
             hf_cache=args.hf_cache,
         )
-    return Interrogator(tagger, captioner, options, clip_filter), output
+    tag_options, _ = options_from_args(args)
+    return Interrogator(tagger, captioner, options, clip_filter, tag_options=tag_options), output
 
 
 def model_name(args: argparse.Namespace) -> str:
@@ -155,7 +151,11 @@ def run(args: argparse.Namespace) -> int:
     from tagger.cache import get_tagger
     from tagger.registry import resolve_model
 
+    if hasattr(args, "captioner"):
+        args.captioner = captioner_name(args.captioner, args, None)
     if getattr(args, "engine", "local") == "ray":
+        if getattr(args, "dry_run", None) is not None:
+            raise OptionsError("--dry-run runs with the local engine: leave --engine ray out")
         return run_ray(args)
     if getattr(args, "parquet", None):
         raise OptionsError("--parquet needs --engine ray")
@@ -163,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(args.paths)
     spec = resolve_model(model_name(args), args.models_dir)
     output_options = output_options_from_args(args)
+    if getattr(args, "captioner", None):  # a bad captioner or VLM flag stops the run here
+        from tagger.captioners.common import torch_device_for
+
+        build_captioner(args.captioner, args, device=torch_device_for(args.device))
 
     def build() -> Any:  # after the run is planned: nothing loads for a run that cannot write
         tagger = get_tagger(
@@ -178,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
 
     outputs = ("tags", "caption") if getattr(args, "captioner", None) else ("tags",)
     model = DeferredModel(build, outputs)
+    if getattr(args, "dry_run", None) is not None:
+        from tagger.cli.vlm_flags import run_dry
+
+        return run_dry(args, model, tag_options, batch_options, output_options)
     return run_engine(args, model, tag_options, batch_options, output_options)
 
 
