@@ -125,10 +125,36 @@ class LocalVlmCaptioner(VlmCaptioner):
         return messages
 
     def model_prompt(self, item: VlmItem) -> str:
-        """The text the processor gets for one item (the chat template applied)."""
-        return self.processor.apply_chat_template(
-            self.chat(item), add_generation_prompt=True, tokenize=False
-        )
+        """The text the processor gets for one item: the checkpoint's chat template applied.
+
+        Templates differ in where the image goes. JoyCaption's model card passes the prompt as
+        plain text and its template places the image; the llava-hf and Qwen templates take the
+        image as a part of the message (``{"type": "image"}``). The plain form is used when the
+        template places the image itself, else the parts form; a template that places no image
+        either way gets the image token before the prompt (LLaVA 1.5's convention).
+        """
+        image_token = getattr(self.processor, "image_token", None) or "<image>"
+        plain = [
+            {"role": m["role"], "content": "".join(p.get("text", "") for p in m["content"])}
+            for m in self.chat(item)
+        ]
+        text = self._apply_template(plain)
+        if image_token in text:
+            return text
+        text = self._apply_template(self.chat(item))
+        if image_token in text:
+            return text
+        plain[-1]["content"] = f"{image_token}\n{plain[-1]['content']}"
+        return self._apply_template(plain)
+
+    def _apply_template(self, messages: list[dict[str, Any]]) -> str:
+        """The chat template applied to ``messages`` ('' when it cannot render them)."""
+        try:
+            return self.processor.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+        except Exception:  # a template that does not take this message form
+            return ""
 
     def preview(self, items: Sequence[VlmItem]) -> list[PromptPreview]:
         """The prompts of these items."""
@@ -182,7 +208,7 @@ class LocalVlmCaptioner(VlmCaptioner):
         for row, prompt_length, item in zip(new, prompt_lengths, items, strict=True):
             ids = self.trim(row.tolist())
             finished = self._ends(ids)
-            text = self.decode(ids)
+            text = self.decode(ids, item)
             usage = {"prompt_tokens": float(prompt_length), "completion_tokens": float(len(ids))}
             replies.append(
                 VlmReply(
@@ -220,12 +246,14 @@ class LocalVlmCaptioner(VlmCaptioner):
         return ids
 
     def _ends(self, ids: list[int]) -> bool:
-        """True when the ids end with a stop token."""
+        """True when the reply ended by itself (with a stop token), not at the token limit."""
         return bool(ids) and ids[-1] in self._stop_ids()
 
-    def decode(self, ids: list[int]) -> str:
-        """Generated ids -> text, special tokens removed."""
-        return self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    def decode(self, ids: list[int], item: VlmItem) -> str:
+        """Generated ids -> text, special tokens removed (as the model cards decode)."""
+        return self.processor.tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        ).strip()
 
 
 class LlavaCaptioner(LocalVlmCaptioner):
@@ -303,9 +331,22 @@ class Florence2Captioner(LocalVlmCaptioner):
         """Beams for generate (the model card's 3, unless sampling)."""
         return 1 if self.vlm.temperature else self.default_beams
 
-    def decode(self, ids: list[int]) -> str:
-        """Generated ids -> text as ``post_process_generation`` gives a text task's answer."""
-        return self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    def decode(self, ids: list[int], item: VlmItem) -> str:
+        """Generated ids -> the task's answer, as the model card reads it (decoded with the
+        special tokens, then ``post_process_generation``)."""
+        text = self.processor.tokenizer.decode(ids, skip_special_tokens=False)
+        try:
+            answer = self.processor.post_process_generation(
+                text, task=self.task, image_size=item.image.size
+            )[self.task]
+        except (ValueError, KeyError):  # a processor saved without its post-processing config
+            return self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return answer if isinstance(answer, str) else str(answer)
+
+    def _ends(self, ids: list[int]) -> bool:
+        """BART's generation forces an end token at the token limit, so a reply of
+        ``max_tokens`` tokens was cut there."""
+        return super()._ends(ids) and len(ids) < self.vlm.max_tokens
 
     def trim(self, ids: list[int]) -> list[int]:
         """The decoder's ids after its start token, up to the first end token."""
