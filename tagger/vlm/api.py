@@ -14,7 +14,7 @@ way. The replies go back to the batch engine, which writes every caption in inpu
 records every failure, so resume, planning and failure reports stay the engine's.
 
 The key is read from the environment variable ``key_env`` when the model loads, kept in the
-client only, and removed from every error text before it is reported.
+client only, and removed from every error text and reply before it is reported or written.
 """
 
 from __future__ import annotations
@@ -355,13 +355,14 @@ class ApiCaptioner(VlmCaptioner):
         usage["completion_tokens"] = completion_tokens
         usage = priced(usage, self.vlm.price_input, self.vlm.price_output)
         prompt = self.user_prompt_of(body)
+        text, refusal = self._safe(text or ""), self._safe(refusal) if refusal else refusal
         if refusal:
             return VlmReply(error=f'refused: "{refusal}"', usage=usage, prompt=prompt)
         if finish == "content_filter":
             return VlmReply(
                 error="the endpoint's content filter stopped the reply", usage=usage, prompt=prompt
             )
-        return VlmReply(text=text or "", usage=usage, finish=finish, prompt=prompt)
+        return VlmReply(text=text, usage=usage, finish=finish, prompt=prompt)
 
     @staticmethod
     def user_prompt_of(body: dict[str, Any]) -> str:

@@ -52,10 +52,10 @@ _SIGN_OFF = re.compile(
 )
 _QUOTES = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "`": "`"}
 _REFUSAL = re.compile(
-    r"^\s*(?:i'?m sorry|i am sorry|sorry,|i apologi[sz]e|unfortunately,? i|as an ai\b|"
-    r"i (?:can ?not|can't|cannot|won't|will not|am unable to|'m unable to|am not able to|"
-    r"'m not able to|must decline|do not feel comfortable|don't feel comfortable)\b|"
-    r"i'?m not (?:able|comfortable|allowed)\b)",
+    r"^\s*(?:(?:i'?m|i am) sorry\b|sorry\b|i apologi[sz]e\b|unfortunately,? i\b|as an ai\b|"
+    r"i (?:can ?not|can't|won't|will not|must decline|do not feel comfortable|"
+    r"don't feel comfortable)\b|"
+    r"(?:i'?m|i am) (?:unable|not able|not comfortable|not allowed|afraid i can)\b)",
     re.IGNORECASE,
 )
 _LEAD_MAX = 160
@@ -215,7 +215,7 @@ def is_refusal(text: str) -> bool:
     >>> is_refusal("I'm sorry, but I can't help with that."), is_refusal("A sorry-looking dog.")
     (True, False)
     """
-    return _REFUSAL.match(text) is not None
+    return _REFUSAL.match(text.replace("\u2019", "'")) is not None
 
 
 def rejection(text: str, *, check_language: bool = True, min_latin: float = 0.8) -> str | None:
