@@ -25,6 +25,7 @@ from tagger.errors import (
     OptionsError,
     PathNotAllowedError,
     ProviderError,
+    RunAbortedError,
     TaggerError,
 )
 
@@ -41,6 +42,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (TooManyJobsError, 429),
     (ModelFilesMissingError, 503),  # offline and not on disk: the message says where to put them
     (ProviderError, 503),  # the server's GPU setup cannot run the model
+    (RunAbortedError, 503),  # the server's VLM endpoint refused its key or lacks the model
     (MissingDependencyError, 503),
     (ModelLoadError, 500),  # the server's model files are broken
     (TaggerError, 500),
@@ -48,14 +50,15 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
 
 #: The statuses the API's routes may answer with, documented in the OpenAPI schema.
 DOCUMENTED = {
-    403: "A path outside the allowed folders, or batch jobs turned off.",
+    403: "A path outside the allowed folders, or batch jobs turned off (or a VLM endpoint "
+    "this server does not have).",
     404: "Unknown model (the message lists the valid ones) or job.",
     413: "The image has more pixels than the limit, or the file is too large.",
     422: "Invalid request: missing or mistyped fields, numbers out of range, malformed JSON, "
     "invalid base64, bytes that are not an image.",
     429: "Too many batch jobs running.",
     503: "The model's files are not on the server and cannot be downloaded, or its device "
-    "cannot start.",
+    "cannot start (or the server's VLM endpoint refused its key or lacks the model).",
 }
 
 

@@ -24,6 +24,7 @@ def create_app(
     providers: str = "auto",
     device_id: int = 0,
     allowed_dirs: Iterable[str | os.PathLike[str]] = (),
+    vlm_endpoints: Iterable[str] | None = None,
 ) -> Any:
     """A FastAPI app with the tagger API mounted (no lock: requests run side by side)."""
     try:
@@ -47,6 +48,10 @@ def create_app(
         device_id=device_id,
         allowed_dirs=allowed_dirs,
     )
+    if vlm_endpoints is not None:
+        from tagger.api.vlm_routes import configure_endpoints
+
+        configure_endpoints(app, list(vlm_endpoints))
     return app
 
 
@@ -61,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         providers=args.device,
         device_id=args.device_id,
         allowed_dirs=args.allow_dir or (),
+        vlm_endpoints=args.vlm_endpoint,
     )
     try:
         import uvicorn
@@ -103,6 +109,15 @@ def add_serve_command(sub: Any) -> None:
         help="A folder batch jobs may read and write (repeatable; none: batch jobs refused).",
     )
     serve.add_argument("--hf-cache", metavar="DIR", help="Hugging Face cache folder.")
+    serve.add_argument(
+        "--vlm-endpoint",
+        action="append",
+        metavar="NAME[=URL[,KEY_VAR]]",
+        help="An OpenAI-compatible endpoint VLM requests may use (repeatable): a known name "
+        "(openai, gemini, openrouter, ollama, vllm, lmstudio, llamacpp) or NAME=URL with the "
+        "variable holding its key; requests name it, the key stays here (default: "
+        "$TAGGER_VLM_ENDPOINTS, ';'-separated).",
+    )
     serve.add_argument(
         "--device",
         default="auto",

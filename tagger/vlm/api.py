@@ -237,13 +237,13 @@ class ApiCaptioner(VlmCaptioner):
         """Every item's request in flight at once (up to ``concurrency``); their replies."""
         if self._pool is None:  # pragma: no cover - load() made it
             raise RuntimeError("the captioner is not loaded")
-        futures = [self._pool.submit(self.caption_one, item) for item in items]
+        futures = [self._pool.submit(self.request_one, item) for item in items]
         replies = [future.result() for future in futures]
         if self._fatal is not None:
             raise RunAbortedError(self._fatal)
         return replies
 
-    def caption_one(self, item: VlmItem) -> VlmReply:
+    def request_one(self, item: VlmItem) -> VlmReply:
         """One image's request, retried as the module says; never raises."""
         usage: dict[str, float] = {"requests": 0, "retries": 0}
         try:

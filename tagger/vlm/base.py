@@ -65,6 +65,18 @@ class VlmReply:
 
 
 @dataclass(frozen=True)
+class VlmCaption:
+    """One image captioned on its own (the tab, the HTTP API): the caption or why there is
+    none, the prompts sent and the usage."""
+
+    caption: str | None
+    failure: str | None
+    prompt: str
+    system: str
+    usage: dict[str, float]
+
+
+@dataclass(frozen=True)
 class PromptPreview:
     """A request as it would be sent (``--dry-run``): prompts and the image, described."""
 
@@ -333,6 +345,30 @@ class VlmCaptioner(Captioner):
     def preview(self, items: Sequence[VlmItem]) -> list[PromptPreview]:
         """The requests a batch would send, without sending them (``--dry-run``)."""
         raise NotImplementedError
+
+    def caption_image(
+        self,
+        image: Image.Image,
+        *,
+        tags: TagResult | None = None,
+        tag_options: TagOptions | None = None,
+        fields: Mapping[str, str] | None = None,
+        options: CaptionOptions | None = None,
+    ) -> VlmCaption:
+        """Caption one image: ``tags`` (a tagger's kept tags) and ``fields`` (other prompt
+        fields: name, folder, caption, existing) fill the prompt."""
+        options = options or CaptionOptions()
+        self.load()
+        item = self.preprocess(image.convert("RGB"), fields)
+        if tags is not None:
+            self.add_tags([item], [tags], tag_options or TagOptions())
+        reply = self.forward([item], options)[0]
+        system = self.system_prompt(item)
+        try:
+            caption, failure = self.postprocess(reply, options), None
+        except ImageFailedError as exc:
+            caption, failure = None, exc.reason
+        return VlmCaption(caption, failure, self.user_prompt(item), system, dict(reply.usage))
 
     def describe_image(self, image: Any) -> str:
         """The image of a preview, in words."""

@@ -151,7 +151,7 @@ class VlmOptions(StrictModel):
     temperature: float | None = Field(
         None, ge=0.0, le=2.0, description="Sampling temperature (default: the model's; local: 0)."
     )
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_p: float | None = Field(None, ge=0.01, le=1.0, description="Nucleus sampling mass.")
     seed: int | None = Field(None, description="Seed, where the backend supports one.")
     concurrency: int = Field(4, ge=1, le=256, description="Requests in flight at once.")
     rpm: float = Field(0.0, ge=0.0, description="Most requests per minute (0: no limit).")
@@ -163,7 +163,7 @@ class VlmOptions(StrictModel):
     )
     timeout: float = Field(
         180.0,
-        gt=0.0,
+        ge=0.1,
         description="Seconds one image may take: its requests and the waits between retries "
         "(waiting for the rate limits not counted).",
     )
@@ -190,3 +190,45 @@ class VlmOptions(StrictModel):
         description="Local models' weights on CUDA: auto (bfloat16 where supported, else "
         "float16), float16, bfloat16, float32. The CPU always uses float32.",
     )
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """A server's endpoint from its owner's spelling: a known name (``openai``), or
+    ``NAME=URL`` / ``NAME=URL,KEY_VARIABLE``.
+
+    >>> parse_endpoint("openai").key_env
+    'OPENAI_API_KEY'
+    >>> parse_endpoint("box=http://gpu:8000/v1,BOX_KEY")
+    Endpoint(name='box', url='http://gpu:8000/v1', key_env='BOX_KEY', description='box')
+    """
+    spec = text.strip()
+    if "=" not in spec:
+        known = ENDPOINTS.get(spec.lower())
+        if known is None:
+            raise OptionsError(
+                f"VLM endpoint {spec!r} is not one of {', '.join(ENDPOINTS)}; write "
+                "NAME=URL or NAME=URL,KEY_VARIABLE"
+            )
+        return known
+    name, _, rest = spec.partition("=")
+    url, _, env = rest.partition(",")
+    name = name.strip()
+    if not _ENV_NAME.fullmatch(name.replace("-", "_")):
+        raise OptionsError(f"VLM endpoint name {name!r} must be letters, digits, '-' or '_'")
+    base, key_env = resolve_endpoint(url.strip(), env.strip() or None)
+    return Endpoint(name, base, key_env, name)
+
+
+def parse_endpoints(specs: str | list[str] | tuple[str, ...]) -> dict[str, Endpoint]:
+    """Endpoints by name from specs (a list, or one text of specs separated by ';').
+
+    >>> sorted(parse_endpoints("openai; local=http://127.0.0.1:8080/v1"))
+    ['local', 'openai']
+    """
+    items = specs.split(";") if isinstance(specs, str) else list(specs)
+    table: dict[str, Endpoint] = {}
+    for item in items:
+        if item.strip():
+            endpoint = parse_endpoint(item)
+            table[endpoint.name] = endpoint
+    return table
