@@ -480,6 +480,9 @@ class BatchRun:
         self.unwritable: dict[Path, str] = {}  # output folders that cannot be written
         self.draft = 0  # JPEG draft side (fast_decode), set when the run starts
         self._inline = False  # decode in the main thread (the decode threads stalled)
+        self._forwards: ThreadPoolExecutor | None = None  # a pipelined model's forward threads
+        self._depth = 0
+        self._inflight: deque[tuple[list[Any], Future[Any]]] = deque()
 
     # -- planning ----------------------------------------------------------------------------
     def targets(self, item: ImageItem) -> Targets:
@@ -821,6 +824,10 @@ class BatchRun:
         # only a tagger alone has an input side (an Interrogator's parts need the full image)
         self.draft = draft_side(self.options.fast_decode, getattr(self.model, "input_size", 0))
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []
+        depth = int(getattr(self.model, "pipelined", 0) or 0)
+        if depth > 0:  # batches in flight while the engine writes
+            self._forwards = ThreadPoolExecutor(depth, thread_name_prefix="tagger-forward")
+            self._depth = depth
         try:
             with ThreadPoolExecutor(
                 workers,
@@ -856,20 +863,53 @@ class BatchRun:
                         self._fail(item.path, f"{type(exc).__name__}: {exc}")
                         continue
                     if len(batch) == batch_size:
-                        self._run_batch(batch)
+                        self._dispatch(batch)
                         batch = []
                 if batch and not self.cancel.is_set():
-                    self._run_batch(batch)
+                    self._dispatch(batch)
                     batch = []
+                while self._inflight:  # their requests were sent: their results are written
+                    self._finish_inflight()
                 if self.cancel.is_set():
                     self.summary.cancelled = True
                     for _, _, future in window:
                         if future is not None:
                             future.cancel()
         finally:
+            if self._forwards is not None:
+                self._forwards.shutdown(wait=False, cancel_futures=True)
+                self._forwards = None
+            self._inflight.clear()
             self._close_manifest()
             self.summary.elapsed = time.perf_counter() - start
         return self.summary
+
+    def _dispatch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
+        """Run a full batch: at once, or for a pipelined model (``pipelined`` = N: a VLM
+        endpoint, whose forward is mostly waiting for replies) in the background, up to N
+        batches at a time, while the oldest batch's results are written here: requests stay in
+        flight during the writes and across batch boundaries. Results are written in input
+        order either way, by this thread."""
+        if self._forwards is None:
+            self._run_batch(batch)
+            return
+        self._inflight.append((batch, self._forwards.submit(self._forward_batch, batch)))
+        while len(self._inflight) > self._depth:
+            self._finish_inflight()
+
+    def _finish_inflight(self) -> None:
+        """Wait for the oldest batch in flight (a pipelined model's) and write its results."""
+        if not self._inflight:
+            return
+        batch, future = self._inflight.popleft()
+        try:
+            scores = future.result()
+        except RunAbortedError:
+            raise
+        except Exception as exc:
+            self._forward_failed(batch, exc)
+            return
+        self._write_batch(batch, scores)
 
     def _close_manifest(self) -> None:
         """Finish the manifest (once)."""
@@ -879,22 +919,36 @@ class BatchRun:
 
     def _run_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
         """Run the model on a batch and write each image's outputs."""
-        import numpy as np
-
-        collate = getattr(self.model, "collate", np.stack)
         try:
-            scores = self.model.forward(collate([array for _, _, array in batch]))
+            scores = self._forward_batch(batch)
         except RunAbortedError:
             raise
         except Exception as exc:
-            if len(batch) == 1:
-                item = batch[0][0]
-                self._fail(item.path, f"the model failed on it: {type(exc).__name__}: {exc}")
-                return
-            log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
-            for one in batch:
-                self._run_batch([one])
+            self._forward_failed(batch, exc)
             return
+        self._write_batch(batch, scores)
+
+    def _forward_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> Any:
+        """The model's raw outputs for a batch (any thread; raises what the model raises)."""
+        import numpy as np
+
+        collate = getattr(self.model, "collate", np.stack)
+        return self.model.forward(collate([array for _, _, array in batch]))
+
+    def _forward_failed(
+        self, batch: list[tuple[ImageItem, Targets, np.ndarray]], exc: Exception
+    ) -> None:
+        """A batch the model rejected: its image fails, or each image is run on its own."""
+        if len(batch) == 1:
+            item = batch[0][0]
+            self._fail(item.path, f"the model failed on it: {type(exc).__name__}: {exc}")
+            return
+        log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
+        for one in batch:
+            self._run_batch([one])
+
+    def _write_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]], scores: Any) -> None:
+        """Postprocess and write each image of a batch the model ran."""
         self.summary.tagged += len(batch)
         for (item, targets, _), row in zip(batch, scores, strict=True):
             try:

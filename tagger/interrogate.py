@@ -89,6 +89,14 @@ class Interrogator:
         return self.tagger.fixed_batch if self.tagger is not None else None
 
     @property
+    def pipelined(self) -> int:
+        """Batches the engine may keep in flight (an endpoint captioner's ``pipelined``); one
+        when a tagger or the CLIP filter runs too, so that each part runs one batch at a
+        time."""
+        depth = int(getattr(self.captioner, "pipelined", 0) or 0)
+        return min(depth, 1) if self.tagger is not None or self.clip_filter is not None else depth
+
+    @property
     def preferred_batch(self) -> int | None:
         """The captioner's preferred batch size, if it has one (a VLM's)."""
         return getattr(self.captioner, "preferred_batch", None)

@@ -153,11 +153,15 @@ def test_requests_in_flight_follow_concurrency(
     make_images(folder, 12)
     server.latency = 0.3
     start = time.monotonic()
-    assert main(caption_args(server, folder, "--concurrency", "4")) == 0
+    jsonl = folder / "meta.jsonl"
+    extra = ["--concurrency", "4", "--batch-size", "3", "--jsonl", str(jsonl)]
+    assert main(caption_args(server, folder, *extra)) == 0
     elapsed = time.monotonic() - start
-    assert server.max_in_flight == 4
+    assert server.max_in_flight == 4  # batches of 3: the next batch's requests were in flight
     assert len(server.requests) == 12
     assert elapsed < 12 * 0.3  # not one at a time
+    names = [line["file_name"] for line in manifest_lines(jsonl)]
+    assert names == [f"img{i:02d}.png" for i in range(12)]  # written in input order
     server.requests.clear()
     server.max_in_flight = 0
     for path in folder.glob("*.caption"):

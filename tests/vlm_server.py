@@ -94,6 +94,9 @@ class FakeVlm:
     script: deque[Answer] = field(default_factory=deque)
     requests: list[Recorded] = field(default_factory=list)
     picker: Callable[[Recorded], Answer | None] | None = None
+    #: Decode each request's image (format, size, pixel id); off: only its bytes are counted
+    #: (the benchmark's server, so that its own CPU use does not slow the client down).
+    decode_images: bool = True
     in_flight: int = 0
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,12 +115,16 @@ class FakeVlm:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms stalls)
 
             def log_message(self, *args: Any) -> None:
                 return
 
             def do_POST(self) -> None:
                 state.handle(self)
+
+            def do_GET(self) -> None:
+                state.handle_get(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -146,14 +153,16 @@ class FakeVlm:
         except ValueError:
             body = {}
         record = Recorded(start, start, handler.path, dict(handler.headers.items()), body)
-        self._read_image(record)
+        if self.decode_images:
+            self._read_image(record)
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             picked = self.picker(record) if self.picker is not None else None
             answer = picked or (self.script.popleft() if self.script else self.default)
         try:
-            time.sleep(self.latency + answer.delay)
+            # the reply leaves ``latency`` after the request arrived, its own work included
+            time.sleep(max(0.0, self.latency + answer.delay - (time.monotonic() - start)))
             status, headers, payload = self._payload(answer, record)
             record.status = status
             handler.send_response(status)
@@ -169,6 +178,25 @@ class FakeVlm:
             with self.lock:
                 self.in_flight -= 1
                 self.requests.append(record)
+
+    def handle_get(self, handler: BaseHTTPRequestHandler) -> None:
+        """``GET /_records``: the requests so far as JSON (times are the server's monotonic
+        clock); ``GET /_reset``: forget them. For a server run in its own process."""
+        with self.lock:
+            rows = [
+                {"start": r.start, "end": r.end, "status": r.status, "tokens": list(r.tokens)}
+                for r in self.requests
+            ]
+            payload = json.dumps({"requests": rows, "max_in_flight": self.max_in_flight})
+            if handler.path == "/_reset":
+                self.requests.clear()
+                self.max_in_flight = 0
+        data = payload.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
     def _read_image(self, record: Recorded) -> None:
         """Decode the image of a request (format, size, pixel id)."""
@@ -222,3 +250,13 @@ class FakeVlm:
                 "total_tokens": prompt_tokens + completion_tokens,
             }
         return 200, headers, json.dumps(reply).encode()
+
+
+if __name__ == "__main__":  # a server in its own process: prints its URL, serves until killed
+    import sys
+
+    latency = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+    fake = FakeVlm(latency=latency, decode_images=False).start()
+    print(fake.url, flush=True)
+    assert fake.thread is not None
+    fake.thread.join()

@@ -166,9 +166,16 @@ class ApiCaptioner(VlmCaptioner):
 
     @property
     def preferred_batch(self) -> int:
-        """Four rounds of ``concurrency`` requests a batch, so the batch's last requests cost
-        little waiting: at least 8."""
+        """Four rounds of ``concurrency`` requests a batch: at least 8."""
         return max(8, 4 * self.vlm.concurrency)
+
+    @property
+    def pipelined(self) -> int:
+        """Batches the engine keeps in flight while it writes (``BatchRun``): two, so that the
+        request threads always have the next batch's requests queued and never wait for a
+        batch to be written; one with a guide captioner (its torch model runs one batch at a
+        time)."""
+        return 1 if self.guide is not None else 2
 
     # -- inputs ----------------------------------------------------------------------------------
     def prepare_image(self, image: Any) -> EncodedImage:
