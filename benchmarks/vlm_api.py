@@ -5,10 +5,11 @@
 The endpoint is the tests' fake server (``tests/vlm_server.py``, in a process of its own) on
 127.0.0.1 with a fixed latency (200 ms a reply), answered by the real ``openai`` client through
 ``tagger caption``'s engine run (``BatchRun``: planning, decoding, writing caption files and a
-manifest). Measured in one run: the one-at-a-time rate (``--concurrency 1``), ``--concurrency 8`` (target: at least
-0.9 x 8 x the one-at-a-time rate), ``--rpm`` (the server's arrival times: no two starts closer
-than 60 / rpm, so no window of a second holds more than rpm / 60) and ``--tpm`` (the tokens the
-server reports, in every 60-second window of arrivals: at most tpm; this phase takes a minute).
+manifest). Measured in one run: the one-at-a-time rate (``--concurrency 1``),
+``--concurrency 8`` (target: at least 0.9 x 8 x the one-at-a-time rate), ``--rpm`` (the
+server's arrival times: no two starts closer than 60 / rpm, so no window of a second holds more
+than rpm / 60) and ``--tpm`` (the tokens the server reports, in every 60-second window of
+arrivals: at most tpm; this phase takes a minute or two).
 """
 
 from __future__ import annotations

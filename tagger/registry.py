@@ -419,13 +419,14 @@ def _vlm(
     description: str,
     aliases: tuple[str, ...] = (),
 ) -> ModelSpec:
-    """A local vision-language model in transformers' layout (native classes only)."""
+    """A local vision-language model in transformers' layout (native classes only); without a
+    repository, a folder the user converts (``config.json`` and ``model.safetensors``)."""
     return ModelSpec(
         key=key,
         family=family,
         repo_id=repo_id,
         revision=revision,
-        files=("config.json",),
+        files=("config.json",) if repo_id else ("config.json", "model.safetensors"),
         input_size=0,
         description=description,
         aliases=aliases,

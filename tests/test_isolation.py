@@ -16,9 +16,13 @@ CORE_MODULES = [
     "tagger.cli.caption", "tagger.cli.models", "tagger.cli.serve", "tagger.cli.ui",
     "tagger.cli.kohya", "tagger.option_text",
 ]  # fmt: skip
+CORE_MODULES += [f"tagger.vlm.{name}" for name in (
+    "options", "templates", "clean", "limits", "images", "usage", "base", "api", "local", "dryrun",
+)] + ["tagger.vlm", "tagger.cli.vlm_flags"]  # fmt: skip
 HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm",
          "open_clip", "safetensors", "torchvision"]  # fmt: skip
 HEAVY += ["ray", "pyarrow", "pandas"]  # only with --engine ray
+HEAVY += ["openai", "httpx"]  # only when a VLM endpoint captioner loads
 
 
 def test_core_imports_with_host_and_gradio_blocked_and_nothing_heavy() -> None:

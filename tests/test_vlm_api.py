@@ -4,6 +4,7 @@ HTTP server on 127.0.0.1 (``vlm_server.FakeVlm``) that records requests and can 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -146,9 +147,7 @@ def test_tag_guided_prompts_hold_the_tags_of_the_same_pass(
         assert record.user_text.endswith("Call the main subject zzk person.")
 
 
-def test_requests_in_flight_follow_concurrency(
-    server: FakeVlm, key: str, tmp_path: Path
-) -> None:
+def test_requests_in_flight_follow_concurrency(server: FakeVlm, key: str, tmp_path: Path) -> None:
     folder = tmp_path / "data"
     make_images(folder, 12)
     server.latency = 0.3
@@ -175,7 +174,7 @@ def test_requests_per_minute_are_held(server: FakeVlm, key: str, tmp_path: Path)
     make_images(folder, 8)
     assert main(caption_args(server, folder, "--concurrency", "8", "--rpm", "600")) == 0
     starts = sorted(record.start for record in server.requests)
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.1 - 0.02  # 60 s / 600 between starts (client-to-server jitter)
     assert starts[-1] - starts[0] >= 0.7 - 0.02
 
@@ -238,7 +237,7 @@ def test_failures_are_reported_never_written_and_a_rerun_finishes(
     assert main(caption_args(server, folder, *extra)) == 1
     err = capsys.readouterr().err
     reasons = {
-        "img00": 'refused: "I\'m sorry, but I can\'t help with that."',
+        "img00": "refused: \"I'm sorry, but I can't help with that.\"",
         "img01": 'refused: "I cannot assist with this request."',
         "img02": "empty reply",
         "img03": "empty reply",
@@ -331,13 +330,13 @@ def test_a_refused_key_stops_the_run(server: FakeVlm, key: str, tmp_path: Path) 
     folder = tmp_path / "data"
     make_images(folder, 30)
     server.default = Answer("status", status=401, text=f"Incorrect API key provided: {KEY}")
-    with pytest.raises(RunAbortedError, match=f"refused the key .*{KEY_ENV}") as caught:
-        from tagger.captioners import get_captioner
-        from tagger.interrogate import Interrogator
+    from tagger.captioners import get_captioner
+    from tagger.interrogate import Interrogator
 
-        options = VlmOptions(url=server.url, model="m", key_env=KEY_ENV, concurrency=2)
-        captioner = get_captioner("vlm-api", vlm=options)
-        BatchRun([folder], Interrogator(None, captioner), TagOptions()).run()
+    options = VlmOptions(url=server.url, model="m", key_env=KEY_ENV, concurrency=2)
+    run = BatchRun([folder], Interrogator(None, get_captioner("vlm-api", vlm=options)))
+    with pytest.raises(RunAbortedError, match=f"refused the key .*{KEY_ENV}") as caught:
+        run.run()
     assert KEY not in str(caught.value)
     assert len(server.requests) <= 8  # the first batch only, never all 30 images
     assert not list(folder.glob("*.caption"))
@@ -439,5 +438,7 @@ def test_no_key_reaches_a_file_or_a_log(server: FakeVlm, tmp_path: Path) -> None
         data = path.read_bytes()
         assert KEY.encode() not in data, path
         assert masked.encode() not in data, path
-    authorization = {r.headers.get("Authorization") or r.headers.get("authorization") for r in server.requests}
+    authorization = {
+        r.headers.get("Authorization") or r.headers.get("authorization") for r in server.requests
+    }
     assert authorization == {f"Bearer {KEY}"}  # it was sent, to the endpoint only

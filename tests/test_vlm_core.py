@@ -38,7 +38,8 @@ def test_builtin_templates_name_only_known_fields() -> None:
 
 
 def test_render_drops_lines_whose_fields_are_all_empty() -> None:
-    text = "Describe it.\nTags: {tags}\nCharacters: {character}\n\n\nName: {name} {trigger}\nEnd {{x}}"
+    text = "Describe it.\nTags: {tags}\nCharacters: {character}\n\n\nName: {name} {trigger}\n"
+    text += "End {{x}}"
     assert render(text, {"tags": "1girl, solo", "name": "cat"}) == (
         "Describe it.\nTags: 1girl, solo\n\nName: cat \nEnd {x}"
     )
@@ -293,7 +294,8 @@ def test_images_are_reduced_flattened_and_encoded() -> None:
 def test_usage_sums_costs_and_its_line() -> None:
     total: dict[str, float] = {}
     add_usage(total, priced({"prompt_tokens": 1000, "completion_tokens": 200}, 2.0, 10.0))
-    add_usage(total, priced({"prompt_tokens": 500, "completion_tokens": 100, "requests": 2}, 2.0, 10.0))
+    second = {"prompt_tokens": 500, "completion_tokens": 100, "requests": 2}
+    add_usage(total, priced(second, 2.0, 10.0))
     add_usage(total, {"retries": 1, "flag": True})
     assert total == {
         "prompt_tokens": 1500,

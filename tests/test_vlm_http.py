@@ -48,8 +48,6 @@ def api(
 def image_b64(tmp_path: Path, seed: int = 3) -> tuple[str, str]:
     """A request image and the id the fake server names it by."""
     path = make_image(tmp_path / f"img{seed}.png", (48, 40), seed=seed)
-    from io import BytesIO
-
     from PIL import Image
 
     from tagger.vlm.images import encode_image
@@ -77,10 +75,12 @@ def test_caption_one_image_with_the_servers_endpoint(
     assert data["usage"]["cost"] == pytest.approx(data["usage"]["prompt_tokens"] / 1e6)
     (record,) = server.requests
     assert record.user_text == "Describe cat"
-    assert record.headers.get("Authorization", record.headers.get("authorization")) == f"Bearer {KEY}"
+    sent = record.headers.get("Authorization", record.headers.get("authorization"))
+    assert sent == f"Bearer {KEY}"
     assert KEY not in reply.text
     # The older route takes the same options.
-    old = api.post(f"{URL}/caption", json={"image": image, "model": "vlm-api", "vlm": {"model": "m"}})
+    body = {"image": image, "model": "vlm-api", "vlm": {"model": "m"}}
+    old = api.post(f"{URL}/caption", json=body)
     assert old.status_code == 200, old.text
     assert old.json()["caption"] == default_text(image_id)
 

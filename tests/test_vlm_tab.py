@@ -129,7 +129,7 @@ def test_folder_run_reports_progress_and_stops_on_interrupt(
     for i in range(8):
         make_image(other / f"img{i}.png", (30, 30 + i), seed=10 + i)
     stopper = Recorder()
-    stopper.update = lambda p: (stopper.cancel.set() if p.done >= 2 else None)  # type: ignore
+    stopper.update = lambda p: stopper.cancel.set() if p.done >= 2 else None  # type: ignore
     summary = va.run_folder(
         str(other), model_dir.name, panel(server, use_tags=False), TagOptions(), batch,
         settings, stopper,

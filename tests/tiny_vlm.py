@@ -13,10 +13,12 @@ from pathlib import Path
 
 from tiny_caption import _spread
 
-WORDS = (
-    "a the dog cat on grass red blue sky man woman tree car house small large two people with "
-    "and in is of describe this image write tags user assistant system photo girl smile"
-).split()
+WORDS = [
+    *("a", "the", "dog", "cat", "on", "grass", "red", "blue", "sky", "man", "woman", "tree"),
+    *("car", "house", "small", "large", "two", "people", "with", "and", "in", "is", "of"),
+    *("describe", "this", "image", "write", "tags", "user", "assistant", "system", "photo"),
+    *("girl", "smile"),
+]
 #: Byte-level BPE symbols: GPT-2's table restricted to printable ASCII and the newline.
 ASCII_BYTES = [*range(32, 127), 10]
 

@@ -18,7 +18,7 @@ import gradio as gr
 from tagger.errors import TaggerError
 from tagger.ui import actions
 from tagger.ui import vlm_actions as va
-from tagger.ui.blocks import _supports
+from tagger.ui.blocks import JS_KWARG, _supports
 from tagger.vlm.options import ENDPOINTS
 from tagger.vlm.templates import BUILTIN
 
@@ -161,10 +161,18 @@ class VlmPanel:
         )
         self._folder = self.host.wrap_gpu(self.on_folder, 2)
         batch_inputs = list(ui.batch_widgets.values())
-        w["caption_folder"].click(
+        w["caption_folder"].click(  # the task id first: the webui's progress bar polls it
             self.on_folder_stream if self.host.stream_progress else self._folder,
-            [ui.widgets["input_dir"], ui.widgets["model"], *values, *tag_inputs, *batch_inputs],
+            [
+                ui.widgets["task_id"],
+                ui.widgets["input_dir"],
+                ui.widgets["model"],
+                *values,
+                *tag_inputs,
+                *batch_inputs,
+            ],
             [ui.widgets["count"], w["summary"]],
+            **{JS_KWARG: "tagger_start_batch"},
         )
         self._counts = (count, len(tag_inputs))
 
@@ -197,8 +205,9 @@ class VlmPanel:
             return [gr.update(), actions.error_html(exc)]
         return [result.caption or "", va.caption_html(result)]
 
-    def on_folder(self, folder: str, tagger: str, *raw: Any) -> list[Any]:
-        """Caption the input folder; outputs: the count line and the summary HTML."""
+    def on_folder(self, task_id: str, folder: str, tagger: str, *raw: Any) -> list[Any]:
+        """Caption the input folder; outputs: the count line and the summary HTML
+        (``task_id``: the webui's job id, read by its wrapper)."""
         if self.host.folders_disabled:
             return [gr.update(), actions.error_html(TaggerError(self.host.folders_disabled))]
         progress = self.host.new_progress()

@@ -33,11 +33,15 @@ def test_panel_is_built_below_the_tab(model_dir: Path) -> None:
     ui = build(RuntimeSettings(models_dirs=[model_dir.parent]))
     panel = ui.vlm_panel
     ids = {getattr(w, "elem_id", "") for w in panel.widgets.values()}
-    assert {"tagger_vlm_backend", "tagger_vlm_url", "tagger_vlm_model", "tagger_vlm_key_env",
-            "tagger_vlm_template", "tagger_vlm_prompt", "tagger_vlm_system",
-            "tagger_vlm_caption_image", "tagger_vlm_caption_folder", "tagger_vlm_caption"} <= ids  # fmt: skip
+    names = ["backend", "url", "model", "key_env", "template", "prompt", "system"]
+    names += ["caption_image", "caption_folder", "caption"]
+    expected = {f"tagger_vlm_{name}" for name in names}
+    assert expected <= ids
     assert all(i.startswith("tagger_vlm") for i in ids)
-    assert panel.on_template("booru-tags") == (BUILTIN["booru-tags"].user, BUILTIN["booru-tags"].system)
+    assert panel.on_template("booru-tags") == (
+        BUILTIN["booru-tags"].user,
+        BUILTIN["booru-tags"].system,
+    )
     assert "{tags}" in panel.widgets["prompt"].info
     from dataclasses import astuple
 
@@ -126,3 +130,42 @@ def test_caption_an_image_and_a_folder_in_the_browser(
             assert len(list(folder.glob("*.txt"))) == 4
     finally:
         demo.close()
+
+
+def test_folder_run_reports_to_the_webuis_state(
+    webui: object,
+    endpoint: object,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gradio as gr
+
+    from tagger.ui.blocks import TaggerUI
+    from tagger.ui.form import to_widget
+    from tagger.ui.vlm_actions import PanelValues
+    from tagger.webui.tab import webui_host
+
+    monkeypatch.setenv(KEY_ENV, "sk-webui-000000000000")
+    host = webui_host()
+    with gr.Blocks():
+        ui = TaggerUI(host)
+        ui.build()
+    folder = tmp_path / "data"
+    for i in range(5):
+        make_image(folder / f"img{i}.png", (32, 30 + i), seed=i)
+    values = PanelValues(url=endpoint.url, model="m", key_env=KEY_ENV, use_tags=False)
+    values.prompt, values.system = BUILTIN["dense"].user, BUILTIN["dense"].system
+    from dataclasses import astuple
+
+    tags = [to_widget(spec, spec.default) for spec in ui.tag_specs]
+    batch = [to_widget(spec, spec.default) for spec in ui.batch_specs]
+    run = host.wrap_gpu(ui.vlm_panel.on_folder, 2)
+    count, summary = run("task(vlm)", str(folder), str(model_dir), *astuple(values), *tags, *batch)
+    assert webui.call_queue.tasks == ["task(vlm)"]
+    assert count.startswith("5 images found; captions written beside the images in")
+    assert "5 found, 5 written" in summary
+    assert "tokens: " in summary
+    state = webui.shared.state
+    assert [(no, total) for no, total, _ in state.history] == [(i, 5) for i in range(1, 6)]
+    assert len(list(folder.glob("*.caption"))) == 5
