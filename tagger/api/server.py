@@ -115,8 +115,8 @@ def add_serve_command(sub: Any) -> None:
         metavar="NAME[=URL[,KEY_VAR]]",
         help="An OpenAI-compatible endpoint VLM requests may use (repeatable): a known name "
         "(openai, gemini, openrouter, ollama, vllm, lmstudio, llamacpp) or NAME=URL with the "
-        "variable holding its key; requests name it, the key stays here (default: "
-        "$TAGGER_VLM_ENDPOINTS, ';'-separated).",
+        "variable holding its key; requests name it, the key stays here. Without the flag: "
+        "$TAGGER_VLM_ENDPOINTS, ';'-separated.",
     )
     serve.add_argument(
         "--device",

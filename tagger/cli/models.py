@@ -44,20 +44,12 @@ def model_row(spec: Any, hf_cache: str | None) -> dict[str, Any]:
     from tagger.hub import is_downloaded
 
     downloadable = spec.path is None and spec.repo_id is not None
-    if spec.family == "vlm-api":  # tagger.vlm: a model behind an endpoint, no files
-        return {
-            "key": spec.key,
-            "family": spec.family,
-            "source": "an OpenAI-compatible endpoint (--vlm-url, --vlm-model)",
-            "on_disk": False,
-            "downloadable": False,
-            "availability": "endpoint",
-            "description": spec.description,
-        }
     if spec.path:
         source = str(spec.path)
     elif spec.repo_id:
         source = f"{spec.repo_id}@{spec.revision}"
+    elif spec.family == "vlm-api":  # tagger.vlm: a model behind an endpoint, no files
+        source = "no files: a model behind an OpenAI-compatible endpoint (--vlm-url)"
     else:
         source = f"no download: put {', '.join(spec.files)} in models/{spec.key}/"
     on_disk = is_downloaded(spec, cache_dir=hf_cache)
@@ -82,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     width = max(len(row["key"]) for row in rows)
-    column = max(len(state) for state in (ON_DISK, DOWNLOAD, MISSING, "endpoint"))
+    column = max(len(state) for state in (ON_DISK, DOWNLOAD, MISSING))
     for row in rows:
         print(f"{row['key']:<{width}}  {row['availability']:<{column}}  {row['source']}")
     return EXIT_OK

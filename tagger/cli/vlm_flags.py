@@ -123,8 +123,8 @@ def add_vlm_options(parser: argparse.ArgumentParser) -> None:
         type=non_negative,
         const=DRY_RUN_DEFAULT,
         metavar="N",
-        help=f"Print the first N requests (default {DRY_RUN_DEFAULT}) without sending them or "
-        "writing anything.",
+        help=f"Print the first N requests ({DRY_RUN_DEFAULT} when N is left out) without "
+        "sending them or writing anything.",
     )
 
 

@@ -109,8 +109,8 @@ class VlmOptions(StrictModel):
     model: str | None = Field(None, description="The model's name at the endpoint.")
     key_env: str | None = Field(
         None,
-        description="Environment variable holding the API key (default: the known endpoint's "
-        "usual variable; local servers need none). The key itself is never stored.",
+        description="Environment variable holding the API key. Default: the known endpoint's "
+        "usual variable; local servers need none. The key itself is never stored.",
     )
     template: str = Field(
         "dense",
@@ -124,7 +124,7 @@ class VlmOptions(StrictModel):
         "{existing}.",
     )
     system_prompt: str | None = Field(
-        None, description="System prompt (default: the template's; '' for none)."
+        None, description="System prompt. Default: the template's; '' for none."
     )
     reply: ReplyKind | None = Field(
         None,
@@ -134,13 +134,13 @@ class VlmOptions(StrictModel):
     trigger: str = Field("", description="Trigger word for the {trigger} field.")
     existing_extension: str | None = Field(
         None,
-        description="Read {existing} from <stem> + this extension (default: the caption file "
-        "the run writes).",
+        description="Read {existing} from <stem> + this extension. Default: the caption file "
+        "the run writes.",
     )
     task: str | None = Field(
         None,
-        description="Florence-2 task token (default <MORE_DETAILED_CAPTION>; PromptGen also "
-        "<GENERATE_TAGS>, <MIXED_CAPTION>, ...). Florence-2 takes no free prompt.",
+        description="Florence-2 task token: <MORE_DETAILED_CAPTION> when none is given; PromptGen "
+        "also takes <GENERATE_TAGS>, <MIXED_CAPTION>, ... Florence-2 takes no free prompt.",
     )
     max_tokens: int = Field(400, ge=1, le=32768, description="Most tokens in a reply.")
     token_field: TokenField = Field(
@@ -149,7 +149,10 @@ class VlmOptions(StrictModel):
         "max_completion_tokens (OpenAI's reasoning models).",
     )
     temperature: float | None = Field(
-        None, ge=0.0, le=2.0, description="Sampling temperature (default: the model's; local: 0)."
+        None,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature. Default: the model's (local models: greedy).",
     )
     top_p: float | None = Field(None, ge=0.01, le=1.0, description="Nucleus sampling mass.")
     seed: int | None = Field(None, description="Seed, where the backend supports one.")
