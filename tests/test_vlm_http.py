@@ -82,7 +82,11 @@ def test_caption_one_image_with_the_servers_endpoint(
     body = {"image": image, "model": "vlm-api", "vlm": {"model": "m"}}
     old = api.post(f"{URL}/caption", json=body)
     assert old.status_code == 200, old.text
-    assert old.json()["caption"] == default_text(image_id)
+    assert old.json() == {"model": "vlm-api", "caption": default_text(image_id)}
+    server.answers(Answer(text="I cannot help with this."))
+    refused = api.post(f"{URL}/caption", json=body)
+    assert refused.status_code == 422
+    assert 'no caption: refused: "I cannot help with this."' in refused.json()["detail"]
 
 
 def test_tag_guided_caption_over_http(

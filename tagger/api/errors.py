@@ -16,6 +16,7 @@ from typing import Any
 
 from tagger.api.jobs import JobNotFoundError, TooManyJobsError
 from tagger.errors import (
+    ImageFailedError,
     ImageLoadError,
     ImageTooLargeError,
     MissingDependencyError,
@@ -44,6 +45,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ProviderError, 503),  # the server's GPU setup cannot run the model
     (RunAbortedError, 503),  # the server's VLM endpoint refused its key or lacks the model
     (MissingDependencyError, 503),
+    (ImageFailedError, 422),  # /caption: the VLM gave no caption for this image (the reason)
     (ModelLoadError, 500),  # the server's model files are broken
     (TaggerError, 500),
 )
@@ -55,7 +57,7 @@ DOCUMENTED = {
     404: "Unknown model (the message lists the valid ones) or job.",
     413: "The image has more pixels than the limit, or the file is too large.",
     422: "Invalid request: missing or mistyped fields, numbers out of range, malformed JSON, "
-    "invalid base64, bytes that are not an image.",
+    "invalid base64, bytes that are not an image (or, on /caption, a VLM that gave no caption).",
     429: "Too many batch jobs running.",
     503: "The model's files are not on the server and cannot be downloaded, or its device "
     "cannot start (or the server's VLM endpoint refused its key or lacks the model).",

@@ -146,13 +146,7 @@ class CaptionResponse(BaseModel):
     """The caption of one image."""
 
     model: str = Field(..., description="The key of the captioner that ran.")
-    caption: str | None = Field(
-        ..., description="The caption, prompt removed (null when a VLM gave none: see failure)."
-    )
-    failure: str | None = Field(None, description="Why a VLM gave no caption.")
-    usage: dict[str, float] = Field(
-        default_factory=dict, description="A VLM's tokens, requests and cost."
-    )
+    caption: str = Field(..., description="The caption, prompt removed.")
 
 
 class ModelInfo(BaseModel):

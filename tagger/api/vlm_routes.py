@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, StrictStr
 
 from tagger.api.errors import DOCUMENTED, make_route_class
 from tagger.api.models import IMAGE_DESCRIPTION, ErrorResponse, JobStatus
-from tagger.errors import OptionsError, PathNotAllowedError
+from tagger.errors import ImageFailedError, OptionsError, PathNotAllowedError
 from tagger.options import (
     BatchOptions,
     CaptionOptions,
@@ -256,7 +256,8 @@ def caption_request(service: Any, req: VlmCaptionRequest) -> dict[str, Any]:
 
 
 def caption_route(service: Any, req: Any) -> dict[str, Any]:
-    """``POST /caption`` for a vision-language model (a ``CaptionRequest`` with ``vlm``)."""
+    """``POST /caption`` for a vision-language model (a ``CaptionRequest`` with ``vlm``): the
+    same reply as for BLIP; a model that gives no caption is a 422 naming why."""
     request = VlmCaptionRequest(
         image=req.image,
         model=req.model,
@@ -265,7 +266,13 @@ def caption_route(service: Any, req: Any) -> dict[str, Any]:
         tagger=req.tagger,
     )
     out = caption_request(service, request)
-    return {k: out[k] for k in ("model", "caption", "failure", "usage")}
+    if out["caption"] is None:
+        raise ImageFailedError(
+            f"no caption: {out['failure']} (POST /tagger/v1/vlm/caption answers the failure "
+            "with the tokens it cost)",
+            out["usage"],
+        )
+    return {"model": out["model"], "caption": out["caption"]}
 
 
 class LockedModel:

@@ -60,6 +60,14 @@ def test_hidden_folders_hide_the_folder_run(model_dir: Path) -> None:
     assert getattr(button, "visible", True) is False
 
 
+def pick(page: object, elem_id: str, value: str) -> None:
+    """Choose a value in a dropdown (Gradio 3 and 4 both list them as ``ul.options li``)."""
+    page.click(f"#{elem_id} input")
+    option = page.locator("ul.options li", has_text=value).first
+    option.wait_for(timeout=10_000)
+    option.click()
+
+
 @pytest.fixture
 def endpoint() -> Iterator[object]:
     """The tests' fake OpenAI-compatible server."""
@@ -88,15 +96,13 @@ def test_caption_an_image_and_a_folder_in_the_browser(
         with chromium.open_page(f"http://127.0.0.1:{port}/", "#tagger_interrogate") as page:
             page.click("#tagger_vlm .label-wrap, #tagger_vlm > button, #tagger_vlm")
             page.wait_for_selector("#tagger_vlm_url textarea, #tagger_vlm_url input")
-            page.locator("#tagger_vlm_template input, #tagger_vlm_template select").first.click()
-            page.get_by_role("option", name="booru-tags").first.click()
+            pick(page, "tagger_vlm_template", "booru-tags")
             page.wait_for_function(
                 "t => document.querySelector('#tagger_vlm_prompt textarea').value === t",
                 arg=BUILTIN["booru-tags"].user,
                 timeout=20_000,
             )
-            page.locator("#tagger_vlm_template input, #tagger_vlm_template select").first.click()
-            page.get_by_role("option", name="dense").first.click()
+            pick(page, "tagger_vlm_template", "dense")
             page.fill("#tagger_vlm_url textarea, #tagger_vlm_url input", endpoint.url)
             page.fill("#tagger_vlm_model textarea, #tagger_vlm_model input", "m")
             page.fill("#tagger_vlm_key_env textarea, #tagger_vlm_key_env input", KEY_ENV)
