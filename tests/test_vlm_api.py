@@ -374,6 +374,11 @@ def test_missing_key_and_bad_flags_stop_before_any_request(
     assert "pass --vlm-model" in capsys.readouterr().err
     assert main([*args, "--vlm-model", "m", "--vlm-key-env", KEY]) == 2
     assert KEY not in capsys.readouterr().err
+    gemini_like = "AIzaSyD1x2c3v4b5n6m7q8w9e0rT"  # a valid variable name, but a key
+    assert main([*args, "--vlm-model", "m", "--vlm-key-env", gemini_like]) == 2
+    err = capsys.readouterr().err
+    assert gemini_like not in err
+    assert "looks like a key" in err
     assert server.requests == []
     assert not list(folder.glob("*.caption"))
 

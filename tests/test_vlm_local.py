@@ -226,3 +226,17 @@ def test_caption_command_writes_the_cleaned_direct_output(
         outcomes.append(expected is not None)
     assert any(outcomes)
     assert code == (0 if all(outcomes) else 1)
+
+
+def test_a_remote_code_florence2_folder_is_refused_with_the_fix(tmp_path: Path) -> None:
+    import json
+
+    from tagger.errors import ModelLoadError
+
+    folder = tmp_path / "florence2-promptgen-base"
+    folder.mkdir()
+    config = {"model_type": "florence2", "auto_map": {"AutoConfig": "x.Florence2Config"}}
+    config["text_config"] = {"model_type": "florence2_language"}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match=r"remote-code layout.*convert_florence2"):
+        captioner(folder).load()

@@ -71,6 +71,17 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
+def looks_like_key(name: str) -> bool:
+    """True for a "variable name" that is more likely a key typed in its place (20 or more
+    characters mixing lower case and digits), which must not be shown.
+
+    >>> looks_like_key("OPENAI_API_KEY"), looks_like_key("AIzaSyD1x2c3v4b5n6m7q8w9e0r")
+    (False, True)
+    """
+    mixed = any(c.islower() for c in name) and any(c.isdigit() for c in name)
+    return len(name) >= 20 and mixed
+
+
 def message_text(content: Any) -> str | None:
     """A reply message's text: a string, or the text parts of a list of parts."""
     if content is None or isinstance(content, str):
@@ -126,6 +137,12 @@ class ApiCaptioner(VlmCaptioner):
             if self.key_env:
                 key = os.environ.get(self.key_env, "").strip()
                 if not key:
+                    if looks_like_key(self.key_env):  # never shown: it may be the key itself
+                        raise ModelLoadError(
+                            "the environment variable named by --vlm-key-env is not set, and "
+                            "its name looks like a key: pass the variable's name (e.g. "
+                            "OPENAI_API_KEY), never the key"
+                        )
                     raise ModelLoadError(
                         f"the environment variable {self.key_env} is empty or not set: export "
                         f"your API key in it (e.g. export {self.key_env}=...) before the run; "

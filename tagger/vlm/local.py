@@ -305,6 +305,19 @@ class Florence2Captioner(LocalVlmCaptioner):
                 f"Florence-2 task {task!r} is not a task token such as <MORE_DETAILED_CAPTION>"
             )
 
+    def _load(self) -> None:
+        """Refuse, with the fix, a folder in Florence-2's original remote-code layout."""
+        if self.spec.path is not None and is_remote_code_florence(self.spec.path):
+            from tagger.errors import ModelLoadError
+
+            raise ModelLoadError(
+                f"{self.spec.path} holds Florence-2 in its original remote-code layout, which "
+                "transformers' native Florence-2 does not load (and tagger never runs remote "
+                "code): convert it with transformers' convert_florence2_original_pytorch_to_hf.py "
+                "and use the converted folder (docs/vlm.md, PromptGen)"
+            )
+        super()._load()
+
     @property
     def task(self) -> str:
         """The task token (``--vlm-task``, default ``<MORE_DETAILED_CAPTION>``)."""
@@ -356,3 +369,17 @@ class Florence2Captioner(LocalVlmCaptioner):
         if ids and start is not None and ids[0] == start:
             ids = ids[1:]
         return super().trim(ids)
+
+
+def is_remote_code_florence(folder: Any) -> bool:
+    """True for a Florence-2 folder in the original remote-code layout (``auto_map`` in its
+    config, or a ``florence2_language`` text config), which the native class cannot load."""
+    import json
+    from pathlib import Path
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    text = config.get("text_config") or {}
+    return bool(config.get("auto_map")) or text.get("model_type") == "florence2_language"
