@@ -447,3 +447,19 @@ def test_no_key_reaches_a_file_or_a_log(server: FakeVlm, tmp_path: Path) -> None
         r.headers.get("Authorization") or r.headers.get("authorization") for r in server.requests
     }
     assert authorization == {f"Bearer {KEY}"}  # it was sent, to the endpoint only
+
+
+def test_a_guide_captioner_fills_the_caption_field(
+    server: FakeVlm, key: str, tmp_path: Path, blip_dir: Path
+) -> None:
+    from tagger.captioners import get_captioner
+    from tagger.image import load_image
+
+    folder = tmp_path / "data"
+    paths = make_images(folder, 3)
+    extra = ["--vlm-prompt", "Improve this caption: {caption}", "--vlm-guide", str(blip_dir)]
+    assert main(caption_args(server, folder, *extra, "--device", "cpu")) == 0
+    blip = get_captioner(str(blip_dir), device="cpu")
+    expected = blip.caption([load_image(path) for path in paths], CaptionOptions())
+    prompts = sorted(record.user_text for record in server.requests)
+    assert prompts == sorted(f"Improve this caption: {text}" for text in expected)
