@@ -95,7 +95,9 @@ class ImageResult:
 
     Optional model hooks the engine uses when present: ``item_context(image_path,
     caption_path)`` (a dict handed to ``preprocess(image, context)``: the file's prompt fields),
-    ``preferred_batch`` (the batch size when it is left automatic); ``postprocess`` may raise
+    ``preferred_batch`` (the batch size when it is left automatic), ``pipelined`` (how many
+    batches may run in the background while the engine writes, in input order, the results of
+    the oldest: a VLM endpoint's, whose forward mostly waits for replies); ``postprocess`` may raise
     ``ImageFailedError`` (that image fails with its reason) and ``forward`` ``RunAbortedError``
     (the run stops).
     """
