@@ -65,7 +65,8 @@ def measure(folder: Path, device: str, images: list[object], rounds: int) -> dic
     from tagger.options import CaptionOptions
     from tagger.vlm.options import VlmOptions
 
-    options = VlmOptions(max_tokens=TOKENS, prompt="describe this image", check_language=False)
+    prompt = None if "florence2" in folder.name else "describe this image"
+    options = VlmOptions(max_tokens=TOKENS, prompt=prompt, check_language=False)
     captioner = get_captioner(str(folder), device=device, vlm=options).load()
     force = {"min_new_tokens": TOKENS}
     original = captioner.generate_kwargs
