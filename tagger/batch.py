@@ -106,6 +106,8 @@ class ImageResult:
     caption: str | None = None
     clip: dict[str, float] | None = None
     usage: dict[str, float] | None = None
+    #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``).
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -665,6 +667,8 @@ class BatchRun:
             record["rating"] = top_rating(image.tags.rating)
             record["character"] = list(image.tags.character)
             record["general"] = list(image.tags.general)
+            for category, scores in image.tags.other.items():
+                record[category] = top_rating(scores) if category == "quality" else list(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if image.usage:
@@ -674,6 +678,9 @@ class BatchRun:
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
+            for category, scores in image.tags.other.items():
+                if category != "quality":
+                    self.summary.tag_counts.update(scores.keys())
         return record
 
     def add_usage(self, usage: dict[str, float] | None) -> None:
@@ -689,10 +696,14 @@ class BatchRun:
             record["rating"] = rounded(image.tags.rating)
             record["character"] = rounded(image.tags.character)
             record["general"] = rounded(image.tags.general)
+            for category, scores in image.tags.other.items():  # copyright, artist, ...
+                record[category] = rounded(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
+        if image.extra:
+            record.update(image.extra)
         return record
 
     def files(

@@ -101,7 +101,7 @@ def test_no_server_errors_over_the_openapi_schema(model_dir: Path, tmp_path: Pat
     }
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 16  # 12, and the 4 VLM routes (tagger.api.vlm_routes)
+    assert len(operations) == 19  # 15, and the 4 VLM routes (tagger.api.vlm_routes)
     seen: dict[str, set[int]] = {}
     for operation in operations:
         described = document["paths"][operation.path][operation.method]

@@ -218,7 +218,6 @@ def vlm_captioner(service: Any, spec: Any, options: VlmOptions, *, load: bool = 
 
 def caption_request(service: Any, req: VlmCaptionRequest) -> dict[str, Any]:
     """``POST /vlm/caption``: one image captioned (tag-guided when a tagger is named)."""
-    from tagger.api.service import load_request_image
     from tagger.tags import caption_tags
 
     spec, options = endpoint_options(service, req.model, req.endpoint, req.vlm)
@@ -228,10 +227,12 @@ def caption_request(service: Any, req: VlmCaptionRequest) -> dict[str, Any]:
             f"unknown prompt fields {sorted(unknown)}: give name, folder, caption or existing "
             "(the tag fields come from 'tagger')"
         )
-    image, _ = load_request_image(req.image)
+    data = service.image_bytes(req.image)  # the server's size and pixel limits
     tags = None
     if req.tagger:
-        tags = service.scores(service.resolve(req.tagger), image).select(req.tag_options)
+        tags = service.scores(service.resolve(req.tagger), data).select(req.tag_options)
+    # decoded in the server's decode pool (at most max_decodes at once), like the taggers' input
+    image = service.prepared(data, lambda decoded: decoded.convert("RGB"))
     local = spec.family != "vlm-api"
     if local:  # a local model runs under the server's lock (the webui's queue)
         with service.running():
