@@ -216,6 +216,21 @@ def test_requests_per_minute_are_evenly_spaced() -> None:
     assert limiter.reserve().start == 30.0
 
 
+def test_a_request_that_goes_out_late_pushes_the_next_one_back() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=30, clock=clock, sleep=clock.sleep)
+    first, second = limiter.reserve(), limiter.reserve()  # planned at 0 s and 2 s
+    assert (first.start, second.start) == pytest.approx((0.0, 2.0))
+    clock.now = 2.5  # the first request's thread woke late (a busy machine)
+    assert limiter.wait(first) == 0.0
+    assert limiter.wait(second) == pytest.approx(2.0)  # 2 s after the first really went out
+    assert clock.now == pytest.approx(4.5)
+    third = limiter.reserve()
+    assert third.start == pytest.approx(4.5)  # planned for now...
+    assert limiter.wait(third) == pytest.approx(2.0)  # ...sent 2 s after the second went out
+    assert clock.now == pytest.approx(6.5)
+
+
 def test_any_window_holds_at_most_rpm_starts() -> None:
     clock = FakeClock()
     limiter = RateLimiter(rpm=7, window=10.0, clock=clock, sleep=clock.sleep)

@@ -5,7 +5,8 @@ waits between retries.
 
 - **requests per minute**: starts are at least ``60 / rpm`` seconds apart, so any 60-second
   window ``[t, t + 60)`` holds at most ``rpm`` starts, and no burst reaches a server whose own
-  limit is enforced per second (as OpenAI's is);
+  limit is enforced per second (as OpenAI's is); the spacing is kept between the times requests
+  really go out, not only the planned ones;
 - **tokens per minute**: a request starts only when the tokens of the requests started in the
   60 seconds before, plus its own estimate, stay within ``tpm``. Each request reserves an
   estimate (its prompt estimate plus the most tokens its reply may have); when the reply comes
@@ -65,7 +66,8 @@ class RateLimiter:
         self.clock = clock
         self.sleep = sleep
         self._lock = threading.Lock()
-        self._last_start: float | None = None
+        self._last_start: float | None = None  # the latest start handed out
+        self._last_sent: float | None = None  # when the latest request really went out
         self._held_until = 0.0
         self._log: deque[Reservation] = deque()  # token reservations, by start time
 
@@ -118,12 +120,22 @@ class RateLimiter:
         return reservation
 
     def wait(self, reservation: Reservation) -> float:
-        """Sleep until the reservation's start; returns the seconds waited."""
-        delay = reservation.start - self.clock()
-        if delay > 0:
-            self.sleep(delay)
-            return delay
-        return 0.0
+        """Sleep until the reservation's start, and until ``interval`` after the request that
+        really went out last (a thread that woke late, on a busy machine, pushes the next ones
+        back instead of leaving two requests side by side); returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock()
+                due = reservation.start
+                if self.interval and self._last_sent is not None:
+                    due = max(due, self._last_sent + self.interval)
+                if now >= due:
+                    if self.interval:
+                        self._last_sent = now
+                    return waited
+            self.sleep(due - now)
+            waited += due - now
 
     def acquire(self, tokens: float = 0.0) -> tuple[Reservation, float]:
         """``reserve`` then ``wait``: (the reservation, seconds waited)."""
