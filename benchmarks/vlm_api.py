@@ -15,10 +15,12 @@ arrivals: at most tpm; this phase takes a minute or two).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -101,6 +103,26 @@ class RemoteServer:
         self.process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def sends_recorded() -> Iterator[list[float]]:
+    """The times the limiter let requests go out (the client's side of the spacing)."""
+    from tagger.vlm.limits import RateLimiter
+
+    sent: list[float] = []
+    original = RateLimiter.wait
+
+    def wait(self: RateLimiter, reservation: object) -> float:
+        waited = original(self, reservation)
+        sent.append(self.clock())
+        return waited
+
+    RateLimiter.wait = wait  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        RateLimiter.wait = original  # type: ignore[method-assign]
+
+
 def measure(count: int, rpm: float, tpm: float, tpm_images: int) -> dict[str, object]:
     """Every phase's figures."""
     import openai  # noqa: F401  (imported before the clocks start)
@@ -119,11 +141,17 @@ def measure(count: int, rpm: float, tpm: float, tpm_images: int) -> dict[str, ob
             summary.written,
             server.records(reset=True)["max_in_flight"],
         )
-        seconds, summary = caption(server, images(WORK / "vlm-rpm", count), concurrency=8, rpm=rpm)
+        with sends_recorded() as sent:
+            seconds, summary = caption(
+                server, images(WORK / "vlm-rpm", count), concurrency=8, rpm=rpm
+            )
         starts = sorted(r["start"] for r in server.records(reset=True)["requests"])
         gaps = [b - a for a, b in itertools.pairwise(starts)]
         per_second = window_max([(s, 1.0) for s in starts], 1.0)
+        sent_gaps = [b - a for a, b in itertools.pairwise(sorted(sent))]
+        sent_second = window_max([(s, 1.0) for s in sent], 1.0)
         out["rpm"] = (count, seconds, summary.written, min(gaps), per_second)
+        out["rpm sent"] = (len(sent), min(sent_gaps), sent_second)
         seconds, summary = caption(
             server, images(WORK / "vlm-tpm", tpm_images), concurrency=8, tpm=tpm, max_tokens=16
         )
@@ -143,6 +171,7 @@ def section(figures: dict[str, object], rpm: float, tpm: float) -> str:
     n1, s1, w1 = figures["one"]
     n8, s8, w8, inflight = figures["eight"]
     nr, sr, wr, gap, window = figures["rpm"]
+    ns, sent_gap, sent_window = figures["rpm sent"]
     nt, st, wt, tokens, usage = figures["tpm"]
     rate1, rate8, rater = n1 / s1, n8 / s8, nr / sr
     lines = [
@@ -162,10 +191,16 @@ def section(figures: dict[str, object], rpm: float, tpm: float) -> str:
         f"| `--concurrency 8 --tpm {tpm:g} --vlm-max-tokens 16` | {nt} | {wt} | {st:.2f} | "
         f"{nt / st:.2f} | - |",
         "",
-        f"- `--rpm {rpm:g}`: the closest two request arrivals were {gap * 1000:.1f} ms apart "
-        f"(the limit's spacing: {60000 / rpm:.1f} ms); at most {window:.0f} arrivals in any "
-        f"1-second window ({rpm / 60:g} allowed), so no 60-second window can hold more than "
-        f"{rpm:g}.",
+        f"- `--rpm {rpm:g}`, as sent: the closest two of the {ns} requests left the client "
+        f"{sent_gap * 1000:.1f} ms apart (the limit's spacing: {60000 / rpm:.1f} ms), at most "
+        f"{sent_window:.0f} in any 1-second window ({rpm / 60:g} allowed), so no 60-second "
+        f"window holds more than {rpm:g}.",
+        f"- `--rpm {rpm:g}`, as the server saw them: the closest two arrivals were "
+        f"{gap * 1000:.1f} ms apart and at most {window:.0f} arrived in one second: the time "
+        "between a request leaving the limiter and the server's handler starting varies (both "
+        "processes share the machine's cores), so arrivals bunch by a request or two: a "
+        "server's own count in a window can pass the limit by those, so set `--rpm` a little "
+        "under a hard server limit.",
         f"- `--tpm {tpm:g}`: at most {tokens:.0f} tokens (as the server counted them) in any "
         f"60-second window of arrivals (limit {tpm:g}); the run's total was "
         f"{usage.get('prompt_tokens', 0) + usage.get('completion_tokens', 0):.0f} tokens, so "
