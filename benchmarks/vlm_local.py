@@ -72,6 +72,7 @@ def measure(folder: Path, device: str, images: list[object], rounds: int) -> dic
     original = captioner.generate_kwargs
     captioner.generate_kwargs = lambda: {**original(), **force}  # same length every run
     out: dict[str, float] = {}
+    captioner.forward([captioner.preprocess(images[0], {})], CaptionOptions())  # warm-up
     for batch in BATCHES:
         best = float("inf")
         for _ in range(rounds):
@@ -89,7 +90,7 @@ def measure(folder: Path, device: str, images: list[object], rounds: int) -> dic
             text = captioner.model_prompt(captioner.preprocess(picture, {}))
             inputs = processor(images=[picture], text=[text], return_tensors="pt").to(device)
             with torch.inference_mode():
-                model.generate(**inputs, max_new_tokens=TOKENS, do_sample=False, **force)
+                model.generate(**inputs, **captioner.generate_kwargs())  # same beams, tokens
         best = min(best, time.perf_counter() - start)
     out["direct"] = len(images) / best
     return out
