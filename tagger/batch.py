@@ -24,7 +24,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tagger.errors import ImageLoadError, OptionsError, OutputError
+from tagger.errors import (
+    ImageFailedError,
+    ImageLoadError,
+    OptionsError,
+    OutputError,
+    RunAbortedError,
+)
 from tagger.image import is_image_path, load_image
 from tagger.options import BatchOptions, OutputOptions, TagOptions
 from tagger.planning import Plan, plan_outputs
@@ -85,11 +91,22 @@ class ImageResult:
     A model's ``postprocess`` may return this or a bare ``TagResult`` (tags only). A model that
     returns it may also define ``collate(items)`` (how preprocessed images form a batch; default
     ``numpy.stack``) and ``outputs`` (the subset of ``("tags", "caption")`` it produces).
+    ``usage`` holds what producing the caption cost (tokens, requests; ``tagger.vlm.usage``):
+    it goes into the manifest line and is summed in the summary.
+
+    Optional model hooks the engine uses when present: ``item_context(image_path,
+    caption_path)`` (a dict handed to ``preprocess(image, context)``: the file's prompt fields),
+    ``preferred_batch`` (the batch size when it is left automatic), ``pipelined`` (how many
+    batches may run in the background while the engine writes, in input order, the results of
+    the oldest: a VLM endpoint's, whose forward mostly waits for replies); ``postprocess`` may raise
+    ``ImageFailedError`` (that image fails with its reason) and ``forward`` ``RunAbortedError``
+    (the run stops).
     """
 
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
+    usage: dict[str, float] | None = None
     #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``; SBG's
     #: keywords and candidates: ``sbg``).
     extra: dict[str, Any] | None = None
@@ -315,6 +332,8 @@ class Summary:
     tag_counts: Counter[str] = field(default_factory=Counter)
     batch_size: int = 1
     providers: list[str] = field(default_factory=list)
+    #: Tokens, requests and cost summed over the run (models that report usage: VLMs).
+    usage: dict[str, float] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -343,9 +362,13 @@ CheckCallback = Callable[[ImageItem, Targets], "str | None"]
 
 
 def default_batch_size(model: BatchModel) -> int:
-    """Batch size for the device: the model's fixed size, 1 on the CPU, 32 on a GPU."""
+    """Batch size for the device: the model's fixed size, else the model's ``preferred_batch``
+    when it has one, else 1 on the CPU and 32 on a GPU."""
     if model.fixed_batch:
         return model.fixed_batch
+    preferred = getattr(model, "preferred_batch", None)
+    if preferred:
+        return int(preferred)
     return 1 if on_cpu(model) else 32
 
 
@@ -374,16 +397,26 @@ def _lower_thread_priority(idle: bool = False) -> None:
         pass
 
 
-def _decode(item: ImageItem, model: BatchModel, max_pixels: int, draft: int = 0) -> np.ndarray:
+def _decode(
+    item: ImageItem,
+    model: BatchModel,
+    max_pixels: int,
+    draft: int = 0,
+    caption_path: Path | None = None,
+) -> np.ndarray:
     """Load and preprocess one image (runs in a worker thread, or inline after a stall).
 
     A model with ``preprocess_item(item, load)`` gets the item and a function that decodes its
-    image, so it can read files beside it and decode the image only when it needs it.
+    image, so it can read files beside it and decode the image only when it needs it. A model
+    with ``item_context`` gets the image's file context (the prompt fields of a VLM).
     """
     read = getattr(model, "preprocess_item", None)
     if read is not None:
         return read(item, lambda: load_image(item.path, max_pixels=max_pixels, draft=draft))
     image = load_image(item.path, max_pixels=max_pixels, draft=draft)
+    context = getattr(model, "item_context", None)
+    if context is not None:
+        return model.preprocess(image, context(item.path, caption_path))  # type: ignore[call-arg]
     return model.preprocess(image)
 
 
@@ -462,6 +495,9 @@ class BatchRun:
         self.unwritable: dict[Path, str] = {}  # output folders that cannot be written
         self.draft = 0  # JPEG draft side (fast_decode), set when the run starts
         self._inline = False  # decode in the main thread (the decode threads stalled)
+        self._forwards: ThreadPoolExecutor | None = None  # a pipelined model's forward threads
+        self._depth = 0
+        self._inflight: deque[tuple[list[Any], Future[Any]]] = deque()
 
     # -- planning ----------------------------------------------------------------------------
     def targets(self, item: ImageItem) -> Targets:
@@ -625,6 +661,7 @@ class BatchRun:
         half-written either way.
         """
         image = as_image_result(result)
+        self.add_usage(image.usage)  # spent, whether or not the files can be written
         policy = self.options.on_existing
         tags = caption_tags(image.tags, self.tag_options) if image.tags is not None else []
         if image.keywords is not None:
@@ -657,6 +694,8 @@ class BatchRun:
             record["caption"] = image.caption
         if image.keywords is not None:
             record["keywords"] = list(image.keywords)
+        if image.usage:
+            record["usage"] = dict(image.usage)
         if self.manifest is not None:
             self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:
@@ -668,6 +707,12 @@ class BatchRun:
         if image.keywords is not None:
             self.summary.tag_counts.update(image.keywords.keys())
         return record
+
+    def add_usage(self, usage: dict[str, float] | None) -> None:
+        """Add one image's usage (tokens, requests, cost) to the summary's totals."""
+        for key, value in (usage or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.summary.usage[key] = self.summary.usage.get(key, 0) + value
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
         """The sidecar: kept tag scores by category, the caption, and CLIP scores if any."""
@@ -769,16 +814,19 @@ class BatchRun:
             if refused is None and not self.is_done(item, targets):
                 refused = self.precheck(targets)
                 if refused is None:
-                    yield item, targets, pool.submit(self._decode_item, item)
+                    yield item, targets, pool.submit(self._decode_item, item, targets)
                     continue
             if refused is not None:
                 yield replace(item, conflict=refused), targets, None
                 continue
             yield item, targets, None
 
-    def _decode_item(self, item: ImageItem) -> np.ndarray:
+    def _decode_item(self, item: ImageItem, targets: Targets | None = None) -> np.ndarray:
         """Load and preprocess one image with this run's options (any thread)."""
-        return _decode(item, self.model, self.options.max_pixels, self.draft)
+        caption = None
+        if targets is not None:
+            caption = targets.caption_file or targets.caption
+        return _decode(item, self.model, self.options.max_pixels, self.draft, caption)
 
     def _decoded(self, item: ImageItem, future: Future[Any]) -> Any:
         """The decode thread's result; after ``DECODE_STALL_SECONDS`` of waiting for an image
@@ -795,7 +843,7 @@ class BatchRun:
                 self._inline = True
         if self._inline and not future.done():
             future.cancel()  # when already running, its result is simply not used
-            return self._decode_item(item)
+            return self._decode_item(item, self.targets(item))
         return future.result()
 
     def run(self) -> Summary:
@@ -822,6 +870,10 @@ class BatchRun:
         # only a tagger alone has an input side (an Interrogator's parts need the full image)
         self.draft = draft_side(self.options.fast_decode, getattr(self.model, "input_size", 0))
         batch: list[tuple[ImageItem, Targets, np.ndarray]] = []
+        depth = int(getattr(self.model, "pipelined", 0) or 0)
+        if depth > 0:  # batches in flight while the engine writes
+            self._forwards = ThreadPoolExecutor(depth, thread_name_prefix="tagger-forward")
+            self._depth = depth
         try:
             with ThreadPoolExecutor(
                 workers,
@@ -850,27 +902,60 @@ class BatchRun:
                         continue
                     try:
                         batch.append((item, targets, self._decoded(item, future)))
-                    except ImageLoadError as exc:
+                    except (ImageLoadError, OutputError) as exc:
                         self._fail(item.path, exc.reason)
                         continue
                     except Exception as exc:
                         self._fail(item.path, f"{type(exc).__name__}: {exc}")
                         continue
                     if len(batch) == batch_size:
-                        self._run_batch(batch)
+                        self._dispatch(batch)
                         batch = []
                 if batch and not self.cancel.is_set():
-                    self._run_batch(batch)
+                    self._dispatch(batch)
                     batch = []
+                while self._inflight:  # their requests were sent: their results are written
+                    self._finish_inflight()
                 if self.cancel.is_set():
                     self.summary.cancelled = True
                     for _, _, future in window:
                         if future is not None:
                             future.cancel()
         finally:
+            if self._forwards is not None:
+                self._forwards.shutdown(wait=False, cancel_futures=True)
+                self._forwards = None
+            self._inflight.clear()
             self._close_manifest()
             self.summary.elapsed = time.perf_counter() - start
         return self.summary
+
+    def _dispatch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
+        """Run a full batch: at once, or for a pipelined model (``pipelined`` = N: a VLM
+        endpoint, whose forward is mostly waiting for replies) in the background, up to N
+        batches at a time, while the oldest batch's results are written here: requests stay in
+        flight during the writes and across batch boundaries. Results are written in input
+        order either way, by this thread."""
+        if self._forwards is None:
+            self._run_batch(batch)
+            return
+        self._inflight.append((batch, self._forwards.submit(self._forward_batch, batch)))
+        while len(self._inflight) > self._depth:
+            self._finish_inflight()
+
+    def _finish_inflight(self) -> None:
+        """Wait for the oldest batch in flight (a pipelined model's) and write its results."""
+        if not self._inflight:
+            return
+        batch, future = self._inflight.popleft()
+        try:
+            scores = future.result()
+        except RunAbortedError:
+            raise
+        except Exception as exc:
+            self._forward_failed(batch, exc)
+            return
+        self._write_batch(batch, scores)
 
     def _close_manifest(self) -> None:
         """Finish the manifest (once)."""
@@ -880,25 +965,45 @@ class BatchRun:
 
     def _run_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
         """Run the model on a batch and write each image's outputs."""
+        try:
+            scores = self._forward_batch(batch)
+        except RunAbortedError:
+            raise
+        except Exception as exc:
+            self._forward_failed(batch, exc)
+            return
+        self._write_batch(batch, scores)
+
+    def _forward_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> Any:
+        """The model's raw outputs for a batch (any thread; raises what the model raises)."""
         import numpy as np
 
         collate = getattr(self.model, "collate", np.stack)
-        try:
-            scores = self.model.forward(collate([array for _, _, array in batch]))
-        except Exception as exc:
-            if len(batch) == 1:
-                item = batch[0][0]
-                self._fail(item.path, f"the model failed on it: {type(exc).__name__}: {exc}")
-                return
-            log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
-            for one in batch:
-                self._run_batch([one])
+        return self.model.forward(collate([array for _, _, array in batch]))
+
+    def _forward_failed(
+        self, batch: list[tuple[ImageItem, Targets, np.ndarray]], exc: Exception
+    ) -> None:
+        """A batch the model rejected: its image fails, or each image is run on its own."""
+        if len(batch) == 1:
+            item = batch[0][0]
+            self._fail(item.path, f"the model failed on it: {type(exc).__name__}: {exc}")
             return
+        log.warning("a batch of %d failed (%s); retrying one by one", len(batch), exc)
+        for one in batch:
+            self._run_batch([one])
+
+    def _write_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]], scores: Any) -> None:
+        """Postprocess and write each image of a batch the model ran."""
         self.summary.tagged += len(batch)
         for (item, targets, _), row in zip(batch, scores, strict=True):
             try:
                 result = self.model.postprocess(row, self.tag_options)
                 self.write(item, targets, result)
+            except ImageFailedError as exc:
+                self.add_usage(exc.usage)
+                self._fail(item.path, exc.reason)
+                continue
             except (OutputError, OSError) as exc:
                 self._fail(item.path, write_failure(exc))
                 continue

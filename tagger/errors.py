@@ -77,3 +77,19 @@ class MissingDependencyError(TaggerError, ImportError):
 
 class UnsafeCheckpointError(ModelLoadError):
     """A checkpoint would run code when unpickled (or holds objects other than tensors)."""
+
+
+class ImageFailedError(TaggerError):
+    """A model gave no usable result for one image (a refused, empty or unreadable reply, a
+    request that kept failing). The batch engine fails that image with ``reason`` and adds
+    ``usage`` (tokens spent on it anyway) to the run's totals; nothing is written for it."""
+
+    def __init__(self, reason: str, usage: dict[str, float] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.usage = usage or {}
+
+
+class RunAbortedError(TaggerError):
+    """The model cannot go on for any image (an endpoint refused the key or does not know the
+    model): the run stops, keeping every file written so far."""

@@ -53,6 +53,7 @@ from tagger.batch import (
     write_failure,
 )
 from tagger.errors import (
+    ImageFailedError,
     ImageLoadError,
     MissingDependencyError,
     OptionsError,
@@ -184,7 +185,12 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class CaptionerConfig:
-    """How every actor builds its captioner (BLIP or CLIP-prefix GPT-2)."""
+    """How every actor builds its captioner (BLIP, CLIP-prefix GPT-2 or a VLM).
+
+    ``vlm`` (a dumped ``VlmOptions``) and ``guide`` are a VLM's; ``share`` is how many actors
+    share the VLM's rate limits and ``concurrency`` (each actor holds ``1 / share`` of them, so
+    the cluster as a whole holds the limits given).
+    """
 
     spec: ModelSpec
     device: str | None = "auto"
@@ -192,11 +198,33 @@ class CaptionerConfig:
     half: bool = True
     cache_dir: str | None = None
     revision: str | None = None
+    vlm: dict[str, Any] | None = None
+    guide: CaptionerConfig | None = None
+    share: int = 1
 
     def build(self, device: str | None = None) -> Captioner:
         """A new (not yet loaded) captioner; ``device`` overrides the configured one."""
         from tagger.captioners import captioner_class
 
+        extra: dict[str, Any] = {}
+        if self.vlm is not None:
+            from tagger.vlm.options import VlmOptions
+
+            options = parse(VlmOptions, self.vlm)
+            if self.share > 1:
+                options = parse(
+                    VlmOptions,
+                    {
+                        **self.vlm,
+                        "rpm": options.rpm / self.share,
+                        "tpm": options.tpm / self.share,
+                        "concurrency": max(1, -(-options.concurrency // self.share)),
+                    },
+                )
+            extra = {
+                "vlm": options,
+                "guide": self.guide.build(device) if self.guide is not None else None,
+            }
         return captioner_class(self.spec.family)(
             self.spec,
             device=device if device is not None else self.device,
@@ -204,6 +232,7 @@ class CaptionerConfig:
             half=self.half,
             cache_dir=self.cache_dir,
             revision=self.revision,
+            **extra,
         )
 
 
@@ -263,6 +292,14 @@ class InterrogatorConfig:
         devices += [_is_cpu(p.device) for p in (self.captioner, self.clip_filter) if p is not None]
         return all(devices)
 
+    def shared_by(self, actors: int) -> InterrogatorConfig:
+        """The config of one of ``actors`` actors: a VLM captioner's limits split between them."""
+        if self.captioner is None or self.captioner.vlm is None or actors <= 1:
+            return self
+        return dataclasses.replace(
+            self, captioner=dataclasses.replace(self.captioner, share=actors)
+        )
+
     def on_gpu_actor(self) -> InterrogatorConfig:
         """The config for an actor given one GPU (which it sees as device 0)."""
         return dataclasses.replace(
@@ -310,15 +347,16 @@ def encode_result(result: TagResult | ImageResult) -> str:
     image = as_image_result(result)
     tags = image.tags
     encoded = [tags.rating, tags.character, tags.general, tags.index] if tags else None
-    return json.dumps(
-        {
-            "tags": encoded,
-            "caption": image.caption,
-            "clip": image.clip,
-            "extra": image.extra,
-            "keywords": image.keywords,
-        }
-    )
+    data = {
+        "tags": encoded,
+        "caption": image.caption,
+        "clip": image.clip,
+        "extra": image.extra,
+        "keywords": image.keywords,
+    }
+    if image.usage:
+        data["usage"] = image.usage
+    return json.dumps(data)
 
 
 def decode_result(text: str) -> ImageResult:
@@ -332,7 +370,14 @@ def decode_result(text: str) -> ImageResult:
 
     data = json.loads(text)
     tags = TagResult(*data["tags"]) if data["tags"] is not None else None
-    return ImageResult(tags, data["caption"], data["clip"], data.get("extra"), data.get("keywords"))
+    return ImageResult(
+        tags,
+        data["caption"],
+        data["clip"],
+        usage=data.get("usage"),
+        extra=data.get("extra"),
+        keywords=data.get("keywords"),
+    )
 
 
 class TaggerActor:
@@ -394,8 +439,12 @@ class TaggerActor:
             for (i, _), raw in zip(ready, outputs, strict=True):
                 if isinstance(raw, str):
                     errors[i] = raw
-                else:
+                    continue
+                try:
                     results[i] = encode_result(self.model.postprocess(raw, self.options))
+                except ImageFailedError as exc:  # a refused caption: the reason and its cost
+                    errors[i] = exc.reason
+                    results[i] = json.dumps({"usage": exc.usage}) if exc.usage else ""
         return {
             "id": batch["id"],
             "error": np.array(errors, dtype=object),
@@ -409,6 +458,10 @@ class InterrogatorActor(TaggerActor):
     decoded pixels runs here, where their processors are loaded."""
 
     model: Interrogator
+
+    def __init__(self, config: RunConfig, tag_options: dict[str, Any], batch_size: int) -> None:
+        super().__init__(config, tag_options, batch_size)
+        self.model.tag_options = self.options  # the tags a VLM's prompt is given
 
     def _inputs(self, batch: dict[str, np.ndarray], rows: list[int]) -> list[Any]:
         """Each part's input for each row, as ``Interrogator.preprocess`` makes them."""
@@ -424,7 +477,13 @@ class InterrogatorActor(TaggerActor):
                 if model.captioner is not None or model.clip_filter is not None:
                     image = Image.fromarray(batch["pixels"][i])
                     if model.captioner is not None:
-                        item["caption"] = model.captioner.preprocess(image)
+                        context = str(batch["context"][i]) if "context" in batch else ""
+                        if context:  # a VLM's file context, computed by the driver
+                            item["caption"] = model.captioner.preprocess(  # type: ignore[call-arg]
+                                image, json.loads(context)
+                            )
+                        else:
+                            item["caption"] = model.captioner.preprocess(image)
                     if model.clip_filter is not None:
                         item["clip"] = model.clip_filter.preprocess(image)
             except Exception as exc:
@@ -501,6 +560,8 @@ def decode_row(
     if error or array is None:
         array = np.zeros((size or 1, size or 1, 3), dtype=np.float32)
     out = {"id": row["id"], "image": array, "error": error}
+    if "context" in row:
+        out["context"] = row["context"]
     if pixels:
         out["pixels"] = np.zeros((1, 1, 3), dtype=np.uint8) if error or rgb is None else rgb
     return out
@@ -785,9 +846,10 @@ class RayBatchRun(BatchRun):
             return 0
         return int(ray.cluster_resources().get("GPU", 0))
 
-    def _batch_size(self, fixed: int | None, gpus: int) -> int:
-        """The local engine's rule: the option, else the model's fixed batch; 1 CPU, 32 GPU."""
-        size = self.options.batch_size or fixed or (32 if gpus else 1)
+    def _batch_size(self, fixed: int | None, gpus: int, preferred: int | None = None) -> int:
+        """The local engine's rule: the option, else the model's fixed batch, else its
+        preferred one (a VLM's); 1 CPU, 32 GPU."""
+        size = self.options.batch_size or fixed or preferred or (32 if gpus else 1)
         if fixed and size % fixed:
             log.warning("the model runs batches of %d; using batch size %d", fixed, fixed)
             size = fixed
@@ -811,7 +873,7 @@ class RayBatchRun(BatchRun):
         probe = ray.remote(num_cpus=1, max_retries=3)(_probe_model)
         size, fixed = _get(ray, probe.remote(self.config))
         gpus = self._use_gpus(ray)
-        batch_size = self._batch_size(fixed, gpus)
+        batch_size = self._batch_size(fixed, gpus, self._preferred_batch(gpus))
         self.summary.batch_size = batch_size
         cpus = int(ray.cluster_resources().get("CPU", 1))
         actors = self.actors or (gpus if gpus else max(1, cpus // 2))
@@ -819,6 +881,7 @@ class RayBatchRun(BatchRun):
             {"id": i, "path": self.uris.get(item.path, str(item.path))}
             for i, item in enumerate(todo)
         ]
+        self._add_contexts(rows, todo)
         blocks = max(1, min(-(-len(rows) // ROWS_PER_BLOCK), MAX_BLOCKS))
         dataset = ray.data.from_items(rows, override_num_blocks=blocks)
         # Ray Data runs a map task again when its worker dies (``max_retries=-1`` is its
@@ -842,17 +905,47 @@ class RayBatchRun(BatchRun):
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             return self._model_stage(dataset, batch_size, actors, gpus)
 
+    def _preferred_batch(self, gpus: int) -> int | None:
+        """A VLM captioner's batch size: an endpoint's (rounds of its concurrency), a local
+        model's (8 on a GPU, 1 on the CPU); None for other models."""
+        config = self.config
+        if not isinstance(config, InterrogatorConfig) or config.captioner is None:
+            return None
+        if config.captioner.vlm is None:
+            return None
+        if config.captioner.spec.family == "vlm-api":
+            actors = self.actors or 1
+            return config.shared_by(actors).captioner.build(device="cpu").preferred_batch
+        return 8 if gpus else 1
+
+    def _add_contexts(self, rows: list[dict[str, Any]], todo: list[ImageItem]) -> None:
+        """A VLM's file context of each image (its prompt fields: name, folder, the caption
+        already there), read here on the driver, where the caption files are."""
+        config = self.config
+        if not isinstance(config, InterrogatorConfig) or config.captioner is None:
+            return
+        if config.captioner.vlm is None:
+            return
+        captioner = config.captioner.build(device="cpu")  # not loaded: the prompt fields only
+        for row, item in zip(rows, todo, strict=True):
+            targets = self.targets(item)
+            context = captioner.item_context(item.path, targets.caption_file or targets.caption)
+            row["context"] = json.dumps(context)
+
     def _model_stage(self, dataset: Any, batch_size: int, actors: int, gpus: int) -> Any:
         """The actor pool that runs the model (restarted and retried when a worker dies)."""
         from ray.data import ActorPoolStrategy
 
         rows_per_call = batch_size * max(1, ROWS_PER_CALL // batch_size)
         actor = InterrogatorActor if isinstance(self.config, InterrogatorConfig) else TaggerActor
+        config = self.config
+        if isinstance(config, InterrogatorConfig):
+            config = config.shared_by(actors)  # a VLM's rate limits, split between the actors
         return dataset.map_batches(
             actor,
             fn_constructor_kwargs={
                 # Ray gives each GPU actor one GPU, which it sees as device 0.
-                "config": self.config.on_gpu_actor() if gpus else self.config,
+                "config": config.on_gpu_actor() if gpus else config,
                 "tag_options": dump(self.tag_options),
                 "batch_size": batch_size,
             },
@@ -915,6 +1008,8 @@ class RayBatchRun(BatchRun):
                 written[index] = 1
                 item = todo[index]
                 if error:
+                    if result:  # a refused caption's cost
+                        self.add_usage(json.loads(str(result)).get("usage"))
                     self._fail(item.path, str(error))
                     continue
                 self.summary.tagged += 1

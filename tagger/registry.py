@@ -627,6 +627,119 @@ _CAPTIONER_ENTRIES += (
     ),
 )
 
+
+# -- vision-language models (tagger.vlm) ----------------------------------------------------------
+
+#: The captioner that asks any OpenAI-compatible endpoint (``--vlm-url``, ``--vlm-model``).
+VLM_API_KEY = "vlm-api"
+#: ``config.json`` ``model_type`` -> captioner family of local VLM folders.
+VLM_MODEL_TYPES = {
+    "florence2": "florence2",
+    "llava": "llava",
+    "qwen2_vl": "qwen2-vl",
+    "qwen2_5_vl": "qwen2-vl",
+}
+
+
+def _vlm(
+    key: str,
+    family: str,
+    repo_id: str | None,
+    revision: str | None,
+    description: str,
+    aliases: tuple[str, ...] = (),
+) -> ModelSpec:
+    """A local vision-language model in transformers' layout (native classes only); without a
+    repository, a folder the user converts (``config.json`` and ``model.safetensors``)."""
+    return ModelSpec(
+        key=key,
+        family=family,
+        repo_id=repo_id,
+        revision=revision,
+        files=("config.json",) if repo_id else ("config.json", "model.safetensors"),
+        input_size=0,
+        description=description,
+        aliases=aliases,
+    )
+
+
+# Revisions: commit hashes that public pages cite for these repositories (not checked against
+# the Hub from here); Florence-2-large follows ``main``. The PromptGen entries have no download:
+# their published files are in the original remote-code layout, which transformers' native
+# Florence-2 does not load; a converted folder under models/<key>/ is used (docs/vlm.md).
+_VLM_ENTRIES: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        key=VLM_API_KEY,
+        family="vlm-api",
+        files=(),
+        input_size=0,
+        description="any OpenAI-compatible chat-completions endpoint (--vlm-url, --vlm-model)",
+        aliases=("openai-compatible", "vlm", "api"),
+    ),
+    _vlm(
+        "florence2-base",
+        "florence2",
+        "florence-community/Florence-2-base",
+        "00921df66db728a9ceb750f5eca43e5c203a2051",
+        "Florence-2 base (0.23B), transformers' native port",
+        ("florence-2-base",),
+    ),
+    _vlm(
+        "florence2-large",
+        "florence2",
+        "florence-community/Florence-2-large",
+        "main",
+        "Florence-2 large (0.77B), transformers' native port",
+        ("florence-2-large",),
+    ),
+    _vlm(
+        "florence2-promptgen-base",
+        "florence2",
+        None,
+        None,
+        "MiaoshouAI Florence-2 base PromptGen v2.0 (no download: put the checkpoint, converted to "
+        "transformers' Florence-2 layout, in models/florence2-promptgen-base/)",
+    ),
+    _vlm(
+        "florence2-promptgen-large",
+        "florence2",
+        None,
+        None,
+        "MiaoshouAI Florence-2 large PromptGen v2.0 (no download: put the converted checkpoint "
+        "in models/florence2-promptgen-large/)",
+    ),
+    _vlm(
+        "joycaption-beta-one",
+        "llava",
+        "fancyfeast/llama-joycaption-beta-one-hf-llava",
+        "ebf414ea497a020da0f82df3913e5b6cb8e9663a",
+        "JoyCaption Beta One (LLaVA: SigLIP + Llama 3.1 8B)",
+        ("joycaption",),
+    ),
+    _vlm(
+        "qwen2-vl-2b",
+        "qwen2-vl",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "895c3a49bc3fa70a340399125c650a463535e71c",
+        "Qwen2-VL 2B Instruct",
+    ),
+    _vlm(
+        "qwen2.5-vl-3b",
+        "qwen2-vl",
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "66285546d2b821cf421d4f5eb2576359d3770cd3",
+        "Qwen2.5-VL 3B Instruct",
+    ),
+    _vlm(
+        "qwen2.5-vl-7b",
+        "qwen2-vl",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "cc594898137f460bfe9f0759e9844b3ce807cfb5",
+        "Qwen2.5-VL 7B Instruct",
+    ),
+)
+_CAPTIONER_ENTRIES = (*_CAPTIONER_ENTRIES, *_VLM_ENTRIES)
+
 CAPTIONER_REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _CAPTIONER_ENTRIES}
 _CAPTIONER_BY_NAME = _index(_CAPTIONER_ENTRIES)
 DEFAULT_CAPTIONER = "blip-large"
@@ -654,6 +767,8 @@ def captioner_family(folder: Path) -> str | None:
             return None
         if isinstance(data, dict) and data.get("model_type") == "blip":
             return "blip"
+        if isinstance(data, dict) and data.get("model_type") in VLM_MODEL_TYPES:
+            return VLM_MODEL_TYPES[data["model_type"]]
     return None
 
 
@@ -672,13 +787,19 @@ def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a captioner folder: a BLIP folder is a transformers save "
             f"(config.json with model_type 'blip', weights, processor and tokenizer files); a "
-            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see docs/captioners.md)"
+            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see docs/captioners.md); a VLM folder "
+            f"is a transformers save whose config.json has model_type "
+            f"{', '.join(VLM_MODEL_TYPES)} (see docs/vlm.md)"
         )
     return ModelSpec(
         key=key or folder.name,
         family=family,
         path=folder.resolve(),
-        files=blip_folder_files(folder) if family == "blip" else (CLIPCAP_CONFIG,),
+        files=blip_folder_files(folder)
+        if family == "blip"
+        else ("config.json",)
+        if family in VLM_MODEL_TYPES.values()
+        else (CLIPCAP_CONFIG,),
         description=f"local {family} folder {folder}",
     )
 

@@ -31,7 +31,12 @@ def make_app(**kwargs: Any) -> Any:
 
     app = FastAPI()
     kwargs.setdefault("providers", "cpu")
+    endpoints = kwargs.pop("vlm_endpoints", None)
     mount(app, **kwargs)
+    if endpoints is not None:
+        from tagger.api.vlm_routes import configure_endpoints
+
+        configure_endpoints(app, endpoints)
     return app
 
 

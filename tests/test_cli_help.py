@@ -60,6 +60,10 @@ def _effective(command: str) -> dict[str, Any]:
         values.update(dump(caption_options_from_args(args)))
         values.update(dump(tag))
         values.update(dump(batch))  # BatchOptions.batch_size is --batch-size
+    if command in ("tag", "caption"):  # the --vlm-* flags: VlmOptions, dest vlm_<field>
+        from tagger.cli.vlm_flags import PREFIX, vlm_options_from_args
+
+        values.update({PREFIX + k: v for k, v in dump(vlm_options_from_args(args)).items()})
     if command in ("tag", "keywords"):
         clip = dump(clip_options(args))
         values.update({flag: clip[field] for flag, field in CLIP_FLAGS.items()})

@@ -19,10 +19,14 @@ CORE_MODULES = [
     "tagger.keywords.extract", "tagger.keywords.options", "tagger.keywords.output",
     "tagger.keywords.pipeline", "tagger.cli.keywords",
 ]  # fmt: skip
+CORE_MODULES += [f"tagger.vlm.{name}" for name in (
+    "options", "templates", "clean", "limits", "images", "usage", "base", "api", "local", "dryrun",
+)] + ["tagger.vlm", "tagger.cli.vlm_flags"]  # fmt: skip
 HEAVY = ["onnxruntime", "torch", "transformers", "numpy", "PIL", "huggingface_hub", "onnx", "tqdm",
          "open_clip", "safetensors", "torchvision"]  # fmt: skip
 HEAVY += ["ray", "pyarrow", "pandas"]  # only with --engine ray
 HEAVY += ["keybert", "sentence_transformers", "sklearn"]  # only for keyphrases
+HEAVY += ["openai", "httpx"]  # only when a VLM endpoint captioner loads
 
 
 def test_core_imports_with_host_and_gradio_blocked_and_nothing_heavy() -> None:

@@ -54,6 +54,10 @@ def mount(
     - ``max_decodes``: how many images are decoded at once, each in one of that many threads
       (None: as many images of ``max_pixels`` as fit in 1 GiB, at most one per core).
 
+    The OpenAI-compatible endpoints VLM requests may use come from ``$TAGGER_VLM_ENDPOINTS``
+    (';'-separated ``openai`` or ``NAME=URL[,KEY_VARIABLE]``), or from
+    ``tagger.api.vlm_routes.configure_endpoints(app, specs)`` after mounting.
+
     Calling it again on the same app does nothing (the routes are registered once).
     """
     if getattr(app.state, STATE_ATTRIBUTE, None) is not None:
@@ -79,6 +83,10 @@ def mount(
     )
     api = Api(service=service, jobs=JobManager(service, AllowList(allowed_dirs)))
     app.include_router(build_router(api, dependencies))
+    from tagger.api.vlm_routes import build_vlm_router, configure_endpoints
+
+    configure_endpoints(service, None)
+    app.include_router(build_vlm_router(api, dependencies))
     app.openapi_schema = None  # regenerate the schema with the new routes
     setattr(app.state, STATE_ATTRIBUTE, api)
     log.info(

@@ -28,6 +28,7 @@ from typing import Any
 
 from tagger.api.jobs import JobNotFoundError, TooManyJobsError
 from tagger.errors import (
+    ImageFailedError,
     ImageLoadError,
     ImageTooLargeError,
     MissingDependencyError,
@@ -37,6 +38,7 @@ from tagger.errors import (
     OptionsError,
     PathNotAllowedError,
     ProviderError,
+    RunAbortedError,
     TaggerError,
 )
 
@@ -69,23 +71,27 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (TooManyJobsError, 429),
     (ModelFilesMissingError, 503),  # offline and not on disk: the message says where to put them
     (ProviderError, 503),  # the server's GPU setup cannot run the model
+    (RunAbortedError, 503),  # the server's VLM endpoint refused its key or lacks the model
     (MissingDependencyError, 503),
+    (ImageFailedError, 422),  # /caption: the VLM gave no caption for this image (the reason)
     (ModelLoadError, 503),  # the server's model files do not load: the message says why
     (TaggerError, 500),
 )
 
 #: The statuses the API's routes may answer with, documented in the OpenAPI schema.
 DOCUMENTED = {
-    403: "A path outside the allowed folders, or batch jobs turned off.",
+    403: "A path outside the allowed folders, or batch jobs turned off (or a VLM endpoint "
+    "this server does not have).",
     404: "Unknown model (the message lists the valid ones) or job.",
     413: "The request body is larger than the server's limit, or the image has more pixels "
     "than its limit (the message names the limit).",
     422: "Invalid request: missing or mistyped fields, numbers out of range, malformed JSON, "
-    "invalid base64, bytes that are not an image.",
+    "invalid base64, bytes that are not an image (or, on /caption, a VLM that gave no caption).",
     429: "Too many batch jobs running.",
     503: "The model's files are not on the server and cannot be downloaded, do not load (a "
-    "selected_tags.csv that does not match its model.onnx...), or its device cannot start; "
-    "the message says which and how to fix it.",
+    "selected_tags.csv that does not match its model.onnx...), or its device cannot start "
+    "(or the server's VLM endpoint refused its key or lacks the model); the message says "
+    "which and how to fix it.",
 }
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +185,7 @@ def summary_record(summary: Summary) -> dict[str, Any]:
         "batch_size": summary.batch_size,
         "providers": list(summary.providers),
         "top_tags": dict(summary.most_common(20)),
+        "usage": dict(getattr(summary, "usage", {}) or {}),
     }
 
 
@@ -228,6 +230,22 @@ class JobManager:
         )
         job = Job(id=job_id, model=spec.key, inputs=list(inputs), run=run, cancel=run.cancel)
         holder["job"] = job
+        return self._launch(job)
+
+    def start_run(
+        self, inputs: list[str], model: str, make_run: Callable[[Callable[..., None]], BatchRun]
+    ) -> Job:
+        """Start a job whose run another route built (``make_run(progress)``, with the paths
+        already checked against the allow-list); raises the core's errors."""
+        holder: dict[str, Job] = {}
+        run = make_run(lambda progress: holder["job"].on_progress(progress))
+        job = Job(id=uuid.uuid4().hex, model=model, inputs=list(inputs), run=run, cancel=run.cancel)
+        holder["job"] = job
+        return self._launch(job)
+
+    def _launch(self, job: Job) -> Job:
+        """Register a job (unless too many are active) and run it in a background thread."""
+        job_id = job.id
         with self._lock:
             active = sum(1 for j in self._jobs.values() if j.state in ACTIVE_STATES)
             if active >= MAX_ACTIVE_JOBS:

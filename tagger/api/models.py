@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, StrictStr
 
 from tagger.options import BatchOptions, CaptionOptions, StrictModel, TagOptions
 from tagger.registry import DEFAULT_CAPTIONER, DEFAULT_MODEL
+from tagger.vlm.options import VlmOptions
 
 IMAGE_DESCRIPTION = (
     "The image file's bytes as base64 (PNG, JPEG, WebP, ... anything Pillow reads). A data URL "
@@ -135,6 +136,17 @@ class CaptionRequest(StrictModel):
         default_factory=CaptionOptions,
         description="Decoding options (all fields optional; defaults suit each family).",
     )
+    vlm: VlmOptions | None = Field(
+        None,
+        description="For a vision-language model (vlm-api, florence2-*, ...): its options; the "
+        "endpoint's url and key_env are the server's (see /tagger/v1/vlm/caption).",
+    )
+    endpoint: StrictStr | None = Field(
+        None, description="For vlm-api: the name of one of the server's VLM endpoints."
+    )
+    tagger: StrictStr | None = Field(
+        None, description="For a VLM: a tagger whose kept tags fill the prompt's tag fields."
+    )
 
 
 class CaptionResponse(BaseModel):
@@ -244,6 +256,11 @@ class JobSummary(BaseModel):
     batch_size: int
     providers: list[str]
     top_tags: dict[str, int] = Field(..., description="The most frequent tags written.")
+    usage: dict[str, float] = Field(
+        default_factory=dict,
+        description="Tokens, requests and cost a VLM job spent (prompt_tokens, "
+        "completion_tokens, requests, retries, cost); empty for taggers.",
+    )
 
 
 class JobStatus(BaseModel):

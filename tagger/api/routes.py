@@ -42,6 +42,7 @@ from tagger.api.service import (
     toriato_caption,
 )
 from tagger.errors import ImageLoadError
+from tagger.vlm import is_vlm_family
 
 PREFIX = "/tagger/v1"
 TORIATO_DEFAULT_THRESHOLD = 0.35
@@ -197,13 +198,17 @@ def _caption_routes(router: APIRouter, api: Api) -> None:
     @router.post(
         "/caption",
         response_model=CaptionResponse,
-        summary="Caption one image with BLIP or CLIP-prefix GPT-2",
-        responses=_errors(404, 413, 422, 503),
+        summary="Caption one image with BLIP, CLIP-prefix GPT-2 or a vision-language model",
+        responses=_errors(403, 404, 413, 422, 503),
     )
     def post_caption(req: CaptionRequest) -> dict[str, Any]:
         """The caption of one image (503 when torch/transformers/open_clip are not installed
         on the server or the captioner's files are not on disk)."""
         spec = api.service.resolve_captioner(req.model)
+        if req.vlm is not None or is_vlm_family(spec.family):  # tagger.api.vlm_routes
+            from tagger.api.vlm_routes import caption_route
+
+            return caption_route(api.service, req)
         data = api.service.image_bytes(req.image)
         return {"model": spec.key, "caption": api.service.caption(spec, data, req.options)}
 

@@ -27,6 +27,7 @@ def create_app(
     max_pixels: int | None = None,
     max_body_bytes: int | None = None,
     max_decodes: int | None = None,
+    vlm_endpoints: Iterable[str] | None = None,
 ) -> Any:
     """A FastAPI app with the tagger API mounted (no lock: requests run side by side); the
     limits are ``mount``'s."""
@@ -54,6 +55,10 @@ def create_app(
         max_body_bytes=max_body_bytes,
         max_decodes=max_decodes,
     )
+    if vlm_endpoints is not None:
+        from tagger.api.vlm_routes import configure_endpoints
+
+        configure_endpoints(app, list(vlm_endpoints))
     return app
 
 
@@ -71,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         max_body_bytes=args.max_body_bytes,
         max_decodes=args.max_decodes,
+        vlm_endpoints=args.vlm_endpoint,
     )
     try:
         import uvicorn
@@ -124,6 +130,15 @@ def add_serve_command(sub: Any) -> None:
         help="A folder batch jobs may read and write (repeatable; none: batch jobs refused).",
     )
     serve.add_argument("--hf-cache", metavar="DIR", help="Hugging Face cache folder.")
+    serve.add_argument(
+        "--vlm-endpoint",
+        action="append",
+        metavar="NAME[=URL[,KEY_VAR]]",
+        help="An OpenAI-compatible endpoint VLM requests may use (repeatable): a known name "
+        "(openai, gemini, openrouter, ollama, vllm, lmstudio, llamacpp) or NAME=URL with the "
+        "variable holding its key; requests name it, the key stays here. Without the flag: "
+        "$TAGGER_VLM_ENDPOINTS, ';'-separated.",
+    )
     serve.add_argument(
         "--device",
         default="auto",

@@ -17,6 +17,7 @@ Loaded captioners are cached per (model, device, half) and unloaded by ``unload_
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from tagger.captioners.base import Captioner
+    from tagger.vlm.options import VlmOptions
 
 log = logging.getLogger("tagger")
 
@@ -38,7 +40,8 @@ _captioners: ModelCache[Captioner] = ModelCache()
 
 
 def captioner_class(family: str) -> type[Captioner]:
-    """The captioner class of a model family (``blip``, ``clipcap`` or ``sbg``)."""
+    """The captioner class of a model family (``blip``, ``clipcap``, ``sbg``, or a VLM family
+    of ``tagger.vlm``)."""
     if family == "blip":
         from tagger.captioners.blip import BlipCaptioner
 
@@ -51,7 +54,13 @@ def captioner_class(family: str) -> type[Captioner]:
         from tagger.captioners.sbg import SbgCaptioner
 
         return SbgCaptioner
-    raise ModelNotFoundError(f"model family {family!r} is not a captioner (blip, clipcap or sbg)")
+    from tagger.vlm import is_vlm_family, vlm_class
+
+    if is_vlm_family(family):
+        return vlm_class(family)
+    raise ModelNotFoundError(
+        f"model family {family!r} is not a captioner (blip, clipcap, sbg or a VLM family)"
+    )
 
 
 def get_captioner(
@@ -64,10 +73,27 @@ def get_captioner(
     revision: str | None = None,
     models_dirs: Iterable[str | os.PathLike[str]] | None = None,
     load: bool = True,
+    vlm: VlmOptions | None = None,
+    guide: Captioner | None = None,
 ) -> Captioner:
-    """Return the (loaded) captioner for a key, alias, folder name, path or spec; cached."""
+    """Return the (loaded) captioner for a key, alias, folder name, path or spec; cached.
+
+    ``vlm`` (the VLM options) and ``guide`` (a captioner whose caption fills the prompt's
+    ``{caption}``) apply to vision-language models (``tagger.vlm``) and are ignored otherwise.
+    """
+    from tagger.vlm import is_vlm_family
+
     spec = model if isinstance(model, ModelSpec) else resolve_captioner(model, models_dirs)
-    key = (spec.key, str(spec.path), revision or spec.revision, device, device_id, half)
+    key: tuple[object, ...] = (spec.key, str(spec.path), revision or spec.revision, device)
+    key += (device_id, half)
+    extra: dict[str, object] = {}
+    if is_vlm_family(spec.family):
+        from tagger.options import dump
+        from tagger.vlm.options import VlmOptions
+
+        options = vlm or VlmOptions()
+        extra = {"vlm": options, "guide": guide}
+        key += (json.dumps(dump(options), sort_keys=True), id(guide) if guide else None)
     return _captioners.get(
         key,
         lambda: captioner_class(spec.family)(
@@ -77,6 +103,7 @@ def get_captioner(
             half=half,
             cache_dir=cache_dir,
             revision=revision,
+            **extra,
         ),
         load=load,
     )

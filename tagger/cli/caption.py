@@ -27,6 +27,7 @@ from tagger.cli.common import (
     run_engine,
     run_ray_engine,
 )
+from tagger.cli.vlm_flags import add_vlm_options, build_captioner, captioner_name
 from tagger.errors import OptionsError
 from tagger.options import OutputOptions
 from tagger.registry import DEFAULT_CAPTIONER
@@ -39,7 +40,8 @@ def add_command(sub: Any) -> None:
     """Register ``tagger caption``."""
     cap = sub.add_parser(
         "caption",
-        help=f"caption images with BLIP or CLIP-prefix GPT-2; writes <stem>{CAPTION_EXTENSION}",
+        help="caption images with BLIP, CLIP-prefix GPT-2 or a vision-language model; writes "
+        f"<stem>{CAPTION_EXTENSION}",
         description="Caption images (files, folders, globs) and write caption files.",
         epilog=kohya_epilog("make_captions.py"),
         kohya_spellings=kohya.CAPTION,
@@ -57,6 +59,7 @@ def add_command(sub: Any) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto).")
     g.add_argument("--device-id", type=non_negative, default=0, help="GPU index (default: 0).")
     add_decoding_options(cap)
+    add_vlm_options(cap)
     add_batch_options(cap, defaults={"caption_extension": CAPTION_EXTENSION})
     add_engine_options(cap)
     add_progress_option(cap)
@@ -66,10 +69,12 @@ def add_command(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``tagger caption``."""
     from tagger.batch import DeferredModel, check_inputs
-    from tagger.captioners import get_captioner
     from tagger.interrogate import Interrogator
 
+    args.model = captioner_name(args.model, args, DEFAULT_CAPTIONER)
     if args.engine == "ray":
+        if args.dry_run is not None:
+            raise OptionsError("--dry-run runs with the local engine: leave --engine ray out")
         config, _ = ray_config(args, None)
         return run_ray_engine(args, config, OutputOptions())
     if args.parquet:
@@ -77,20 +82,17 @@ def run(args: argparse.Namespace) -> int:
     tag_options, batch_options = options_from_args(args)
     options = caption_options_from_args(args)
     check_inputs(args.paths)
+    build_captioner(args.model, args, device=args.device, revision=args.revision)  # checks flags
 
     def build() -> (
         Interrogator
     ):  # after the run is planned: nothing loads for a run that cannot write
-        captioner = get_captioner(
-            args.model,
-            device=args.device,
-            device_id=args.device_id,
-            half=options.half,
-            cache_dir=args.hf_cache,
-            revision=args.revision,
-            models_dirs=args.models_dir,
-        )
-        return Interrogator(None, captioner, options)
+        captioner = build_captioner(args.model, args, device=args.device, revision=args.revision)
+        return Interrogator(None, captioner, options, tag_options=tag_options)
 
     model = DeferredModel(build, ("caption",))
+    if args.dry_run is not None:
+        from tagger.cli.vlm_flags import run_dry
+
+        return run_dry(args, model, tag_options, batch_options, OutputOptions())
     return run_engine(args, model, tag_options, batch_options, OutputOptions())

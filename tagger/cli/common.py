@@ -470,13 +470,17 @@ def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOption
     device = args.device if tagger is None else torch_device_for(args.device)
     captioner = None
     if captioner_name:
+        from tagger.cli.vlm_flags import vlm_config
+
+        spec = resolve_captioner(captioner_name, args.models_dir)
         captioner = CaptionerConfig(
-            resolve_captioner(captioner_name, args.models_dir),
+            spec,
             device=device,
             device_id=args.device_id,
             half=options.half,
             cache_dir=args.hf_cache,
             revision=args.revision if tagger is None else None,
+            **vlm_config(args, spec, device),
         )
     clip_filter = None
     if tagger is not None and args.clip_mode:
@@ -488,6 +492,8 @@ def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOption
             hf_cache=args.hf_cache,
         )
     config = InterrogatorConfig(tagger, captioner, dump(options), clip_filter)
+    if captioner is not None and captioner.vlm is not None:
+        captioner.build(device="cpu")  # a bad VLM flag stops the run before Ray starts
     return config, output
 
 
@@ -539,6 +545,10 @@ def print_summary(summary: Any, top: int) -> None:
         f"({summary.images_per_second:.2f} images/s, batch {summary.batch_size}, on {where})",
         file=out,
     )
+    if getattr(summary, "usage", None):
+        from tagger.vlm.usage import usage_line
+
+        print(usage_line(summary.usage), file=out)
     if top and summary.tag_counts:
         common = summary.most_common(None if top == ALL_TAGS else top)
         tags = ", ".join(f"{name} ({count})" for name, count in common)

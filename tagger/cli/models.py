@@ -53,6 +53,8 @@ def model_row(spec: Any, hf_cache: str | None) -> dict[str, Any]:
         source = str(spec.path)
     elif spec.repo_id:
         source = f"{spec.repo_id}@{spec.revision}"
+    elif spec.family == "vlm-api":  # tagger.vlm: a model behind an endpoint, no files
+        source = "no files: a model behind an OpenAI-compatible endpoint (--vlm-url)"
     else:
         source = f"no download: put {', '.join(spec.files)} in models/{spec.key}/"
     on_disk = is_downloaded(spec, cache_dir=hf_cache)

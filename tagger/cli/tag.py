@@ -31,6 +31,7 @@ from tagger.cli.common import (
     run_engine,
     run_ray_engine,
 )
+from tagger.cli.vlm_flags import add_vlm_options, build_captioner, captioner_name
 from tagger.errors import OptionsError
 from tagger.options import OutputOptions
 from tagger.registry import DEFAULT_CAPTIONER
@@ -84,7 +85,8 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--captioner",
         metavar="KEY|DIR",
-        help="Also caption each image with this BLIP / CLIP-prefix model.",
+        help="Also caption each image with this BLIP / CLIP-prefix / VLM captioner (vlm-api "
+        "with --vlm-url; --vlm-url alone implies it).",
     )
     g.add_argument(
         "--caption-template",
@@ -102,6 +104,7 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
         help="Images per captioner run (default: --batch-size).",
     )
     add_decoding_options(parser, prefix="caption-")
+    add_vlm_options(parser)
     add_clip_options(parser)
 
 
@@ -111,23 +114,15 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     keywords = getattr(args, "keywords", False)
     if not (getattr(args, "captioner", None) or getattr(args, "clip_mode", None) or keywords):
         return tagger, output
-    from tagger.captioners import get_captioner
     from tagger.captioners.clip_filter import ClipFilter
     from tagger.captioners.common import torch_device_for
     from tagger.interrogate import Interrogator
 
     options = caption_options_from_args(args)
     captioner = None
-    captioner_name = args.captioner or (DEFAULT_CAPTIONER if keywords else None)
-    if captioner_name:
-        captioner = get_captioner(
-            captioner_name,
-            device=torch_device_for(args.device),
-            device_id=args.device_id,
-            half=options.half,
-            cache_dir=args.hf_cache,
-            models_dirs=args.models_dir,
-        )
+    name = args.captioner or (DEFAULT_CAPTIONER if keywords else None)
+    if name:
+        captioner = build_captioner(name, args, device=torch_device_for(args.device))
     clip_filter = None
     if args.clip_mode:
         clip_filter = ClipFilter(
@@ -137,7 +132,8 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
             half=options.half,
             hf_cache=args.hf_cache,
         )
-    model: Any = Interrogator(tagger, captioner, options, clip_filter)
+    tag_options, _ = options_from_args(args)
+    model: Any = Interrogator(tagger, captioner, options, clip_filter, tag_options=tag_options)
     if keywords:
         from tagger.cli.keyword_flags import keyword_extractor
         from tagger.keywords.pipeline import KeywordPipeline
@@ -176,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     from tagger.cli.families import model_names, resolve_thresholds
     from tagger.registry import resolve_model
 
+    if hasattr(args, "captioner"):
+        args.captioner = captioner_name(args.captioner, args, None)
     names = model_names(args, model_name(args))
     if len(names) > 1 and (getattr(args, "engine", "local") == "ray" or args.captioner):
         raise OptionsError(
@@ -189,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "engine", "local") == "ray":
         if getattr(args, "keywords", False):
             raise OptionsError("--keywords runs on the local engine: leave out --engine ray")
+        if getattr(args, "dry_run", None) is not None:
+            raise OptionsError("--dry-run runs with the local engine: leave --engine ray out")
         return run_ray(args)
     if getattr(args, "parquet", None):
         raise OptionsError("--parquet needs --engine ray")
@@ -197,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(args.paths)
     specs = [resolve_model(name, args.models_dir) for name in names]
     output_options = output_options_from_args(args)
+    if getattr(args, "captioner", None):  # a bad captioner or VLM flag stops the run here
+        from tagger.captioners.common import torch_device_for
+
+        build_captioner(args.captioner, args, device=torch_device_for(args.device))
 
     def build() -> Any:  # after the run is planned: nothing loads for a run that cannot write
         taggers = [get_tagger(spec, **tagger_settings(args)) for spec in specs]
@@ -209,6 +213,10 @@ def run(args: argparse.Namespace) -> int:
     with_caption = getattr(args, "captioner", None) or getattr(args, "keywords", False)
     outputs = ("tags", "caption") if with_caption else ("tags",)
     model = DeferredModel(build, outputs)
+    if getattr(args, "dry_run", None) is not None:
+        from tagger.cli.vlm_flags import run_dry
+
+        return run_dry(args, model, tag_options, batch_options, output_options)
     return run_engine(args, model, tag_options, batch_options, output_options)
 
 

@@ -85,6 +85,7 @@ def captioner_choices(settings: RuntimeSettings) -> list[str]:
         spec.key
         for spec in list_captioners(settings.models_dirs)
         if usable.get(spec.family, not missing_libraries(spec.family))
+        and spec.family != "vlm-api"  # an endpoint needs the VLM panel's options
     ]
 
 

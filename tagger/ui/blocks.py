@@ -155,6 +155,9 @@ class TaggerUI:
         # Keep the declaration order of the model, whatever the layout order.
         self.tag_widgets = {s.key: self.tag_widgets[s.key] for s in self.tag_specs}
         self._wire()
+        from tagger.ui.vlm import build_vlm_panel  # VLM captions, below the tab (tagger.vlm)
+
+        self.vlm_panel = build_vlm_panel(self)
         return w
 
     def _build_batch(self) -> None:
