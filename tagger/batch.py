@@ -89,6 +89,8 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
+    #: More for the JSON sidecar and the manifest line (e.g. reranked caption candidates).
+    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -629,6 +631,7 @@ class BatchRun:
             record["general"] = list(image.tags.general)
         if image.caption is not None:
             record["caption"] = image.caption
+        record.update(image.extra or {})
         if self.manifest is not None:
             self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:
@@ -647,6 +650,7 @@ class BatchRun:
             record["caption"] = image.caption
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
+        record.update(image.extra or {})
         return record
 
     def files(

@@ -167,6 +167,7 @@ class Interrogator:
             result.tags = tag_scores(row["scores"].tolist(), self.tagger.labels, options)
         if self.captioner is not None:
             result.caption = self.captioner.postprocess(row["ids"], self.caption_options)
+            result.extra = self.captioner.details(row["ids"], self.caption_options)
         if self.clip_filter is not None and result.tags is not None:
             tags = result.tags
             kept, result.clip = self.clip_filter.filter(

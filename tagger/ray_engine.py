@@ -310,7 +310,9 @@ def encode_result(result: TagResult | ImageResult) -> str:
     image = as_image_result(result)
     tags = image.tags
     encoded = [tags.rating, tags.character, tags.general, tags.index] if tags else None
-    return json.dumps({"tags": encoded, "caption": image.caption, "clip": image.clip})
+    return json.dumps(
+        {"tags": encoded, "caption": image.caption, "clip": image.clip, "extra": image.extra}
+    )
 
 
 def decode_result(text: str) -> ImageResult:
@@ -324,7 +326,7 @@ def decode_result(text: str) -> ImageResult:
 
     data = json.loads(text)
     tags = TagResult(*data["tags"]) if data["tags"] is not None else None
-    return ImageResult(tags, data["caption"], data["clip"])
+    return ImageResult(tags, data["caption"], data["clip"], data.get("extra"))
 
 
 class TaggerActor:

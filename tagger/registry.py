@@ -396,6 +396,18 @@ _CAPTIONER_ENTRIES: tuple[ModelSpec, ...] = (
         description="ClipCap MLP, COCO, CLIP ViT-B/32 (Google Drive only: put coco_weights.pt "
         "in models/clipcap-coco/)",
     ),
+    # The CLIP Interrogator (tagger.interrogator): a caption plus the bank terms CLIP finds
+    # closest to the image. Its CLIP model, caption model and mode are InterrogatorOptions; its
+    # files are those of its parts (open_clip weights, the captioner, clip-interrogator's banks).
+    ModelSpec(
+        key="clip-interrogator",
+        family="clip-interrogator",
+        files=(),
+        input_size=224,
+        description="CLIP Interrogator: a caption plus the artists, mediums, movements, "
+        "trending sites and flavors CLIP ranks closest (modes best, classic, fast, negative)",
+        aliases=("clip_interrogator", "interrogator"),
+    ),
 )
 
 CAPTIONER_REGISTRY: dict[str, ModelSpec] = {spec.key: spec for spec in _CAPTIONER_ENTRIES}

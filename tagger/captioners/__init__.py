@@ -47,6 +47,14 @@ def captioner_class(family: str) -> type[Captioner]:
         from tagger.captioners.clipcap import ClipCapCaptioner
 
         return ClipCapCaptioner
+    if family == "clip-interrogator":
+        from tagger.interrogator.captioner import InterrogatorCaptioner
+
+        return InterrogatorCaptioner
+    if family == "rerank":
+        from tagger.scoring.rerank import RerankCaptioner
+
+        return RerankCaptioner
     raise ModelNotFoundError(f"model family {family!r} is not a captioner (blip or clipcap)")
 
 
@@ -64,6 +72,7 @@ def get_captioner(
     """Return the (loaded) captioner for a key, alias, folder name, path or spec; cached."""
     spec = model if isinstance(model, ModelSpec) else resolve_captioner(model, models_dirs)
     key = (spec.key, str(spec.path), revision or spec.revision, device, device_id, half)
+    key += spec.settings  # a configured model (the CLIP Interrogator's options) is its own entry
     return _captioners.get(
         key,
         lambda: captioner_class(spec.family)(

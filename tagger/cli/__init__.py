@@ -33,6 +33,7 @@ COMMANDS = (
     "serve",
     "ui",
     "doctor",
+    "score",
 )
 
 

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from tagger.cli import kohya
+from tagger.cli.captioner_flags import add_captioner_flags, captioner_spec
 from tagger.cli.common import (
     add_batch_options,
     add_decoding_options,
@@ -39,7 +40,8 @@ def add_command(sub: Any) -> None:
     """Register ``tagger caption``."""
     cap = sub.add_parser(
         "caption",
-        help=f"caption images with BLIP or CLIP-prefix GPT-2; writes <stem>{CAPTION_EXTENSION}",
+        help="caption images with BLIP, CLIP-prefix GPT-2 or the CLIP Interrogator; writes "
+        f"<stem>{CAPTION_EXTENSION}",
         description="Caption images (files, folders, globs) and write caption files.",
         epilog=kohya_epilog("make_captions.py"),
         kohya_spellings=kohya.CAPTION,
@@ -57,6 +59,7 @@ def add_command(sub: Any) -> None:
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto).")
     g.add_argument("--device-id", type=non_negative, default=0, help="GPU index (default: 0).")
     add_decoding_options(cap)
+    add_captioner_flags(cap)
     add_batch_options(cap, defaults={"caption_extension": CAPTION_EXTENSION})
     add_engine_options(cap)
     add_progress_option(cap)
@@ -77,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
     tag_options, batch_options = options_from_args(args)
     options = caption_options_from_args(args)
     check_inputs(args.paths)
+    spec = captioner_spec(args.model, args)  # a bad name or flag stops here
 
     def build() -> (
         Interrogator
     ):  # after the run is planned: nothing loads for a run that cannot write
         captioner = get_captioner(
-            args.model,
+            spec,
             device=args.device,
             device_id=args.device_id,
             half=options.half,

@@ -447,8 +447,8 @@ def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOption
     ``tagger caption``) alone, or an ``InterrogatorConfig`` with the captioner / CLIP filter the
     flags ask for. Paths and names are resolved here, so a bad one fails before Ray starts."""
     from tagger.captioners.common import torch_device_for
+    from tagger.cli.captioner_flags import captioner_spec
     from tagger.ray_engine import CaptionerConfig, ClipFilterConfig, InterrogatorConfig
-    from tagger.registry import resolve_captioner
 
     output = output_options_from_args(args)
     captioner_name = args.model if tagger is None else getattr(args, "captioner", None)
@@ -459,7 +459,7 @@ def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOption
     captioner = None
     if captioner_name:
         captioner = CaptionerConfig(
-            resolve_captioner(captioner_name, args.models_dir),
+            captioner_spec(captioner_name, args),
             device=device,
             device_id=args.device_id,
             half=options.half,

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from tagger.cli import kohya
+from tagger.cli.captioner_flags import add_captioner_flags, captioner_spec
 from tagger.cli.common import (
     add_batch_options,
     add_decoding_options,
@@ -87,6 +88,7 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
         help="Images per captioner run (default: --batch-size).",
     )
     add_decoding_options(parser, prefix="caption-")
+    add_captioner_flags(parser)
     f = parser.add_argument_group("CLIP relevance filter")
     f.add_argument(
         "--clip-filter",
@@ -119,7 +121,7 @@ def combined_model(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOp
     captioner = None
     if args.captioner:
         captioner = get_captioner(
-            args.captioner,
+            captioner_spec(args.captioner, args),
             device=torch_device_for(args.device),
             device_id=args.device_id,
             half=options.half,
