@@ -434,6 +434,8 @@ def captioner_family(folder: Path) -> str | None:
         except (OSError, ValueError):
             return None
         if isinstance(data, dict) and data.get("model_type") == "blip":
+            if "BlipForImageTextRetrieval" in (data.get("architectures") or []):
+                return None  # an image-text matching model (tagger.scoring), not a captioner
             return "blip"
     return None
 

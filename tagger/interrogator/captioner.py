@@ -86,6 +86,28 @@ def caption_decoding(options: InterrogatorOptions, run: CaptionOptions) -> Capti
     return parse(CaptionOptions, {**dump(run), **LIBRARY_CAPTION})
 
 
+class MultiBatch:
+    """A batch whose images each have several inputs (CLIP's, the caption part's...): its
+    length is the number of images and a slice slices every input, as the engine expects of a
+    captioner's batch."""
+
+    def __init__(self, parts: dict[str, Any], count: int) -> None:
+        self.parts = parts
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            size = len(range(*key.indices(self.count)))
+            return MultiBatch({name: value[key] for name, value in self.parts.items()}, size)
+        return self.parts[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.parts
+
+
 class InterrogatorCaptioner(Captioner):
     """The CLIP Interrogator behind the captioner interface. ``forward`` gives one record per
     image (prompt, caption, Analyze), ``postprocess`` the prompt, ``details`` what the JSON
@@ -187,16 +209,16 @@ class InterrogatorCaptioner(Captioner):
             out["caption"] = self.part.preprocess(image)
         return out
 
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, items: Sequence[dict[str, Any]]) -> MultiBatch:
         """Stack each part's inputs."""
         import torch
 
         batch: dict[str, Any] = {"clip": torch.stack([item["clip"] for item in items])}
         if self.part is not None:
             batch["caption"] = self.part.collate([item["caption"] for item in items])
-        return batch
+        return MultiBatch(batch, len(items))
 
-    def captions(self, batch: dict[str, Any], options: CaptionOptions) -> list[str]:
+    def captions(self, batch: MultiBatch, options: CaptionOptions) -> list[str]:
         """The caption part's captions for a batch ("" each without one)."""
         count = len(batch["clip"])
         if self.part is None:
@@ -206,7 +228,7 @@ class InterrogatorCaptioner(Captioner):
         ids = self.part.forward(batch["caption"], run)
         return [self.part.postprocess(row, run) for row in ids]
 
-    def forward(self, batch: dict[str, Any], options: CaptionOptions) -> list[dict[str, Any]]:
+    def forward(self, batch: MultiBatch, options: CaptionOptions) -> list[dict[str, Any]]:
         """Caption, encode and interrogate a batch; one record per image."""
         self.load()
         assert self.engine is not None

@@ -25,6 +25,7 @@ from pydantic import Field
 from tagger.captioners.base import Captioner
 from tagger.captioners.common import require
 from tagger.errors import OptionsError
+from tagger.interrogator.captioner import MultiBatch
 from tagger.options import CaptionOptions, ClipFilterOptions, StrictModel, dump, parse
 from tagger.registry import ModelSpec
 
@@ -229,26 +230,23 @@ class RerankCaptioner(Captioner):
             "score": self.scorer.preprocess(image),
         }
 
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, items: Sequence[dict[str, Any]]) -> MultiBatch:
         """Stack each part's inputs."""
-        return {
-            "parts": [
-                part.collate([item["parts"][i] for item in items])
-                for i, part in enumerate(self.parts)
-            ],
-            "score": self.scorer.collate([item["score"] for item in items]),
+        parts = {
+            f"part{i}": part.collate([item["parts"][i] for item in items])
+            for i, part in enumerate(self.parts)
         }
+        parts["score"] = self.scorer.collate([item["score"] for item in items])
+        return MultiBatch(parts, len(items))
 
-    def candidates(
-        self, batch: dict[str, Any], options: CaptionOptions
-    ) -> list[list[tuple[str, str]]]:
+    def candidates(self, batch: MultiBatch, options: CaptionOptions) -> list[list[tuple[str, str]]]:
         """Each image's candidates as (text, where it came from), repeats dropped."""
-        count = len(batch["score"])
+        count = len(batch)
         found: list[list[tuple[str, str]]] = [[] for _ in range(count)]
         n = self.options.candidates
         if self.options.source == "beams":
             part = self.parts[0]
-            for image, rows in enumerate(beam_candidates(part, batch["parts"][0], options, n)):
+            for image, rows in enumerate(beam_candidates(part, batch["part0"], options, n)):
                 found[image] += [
                     (part.postprocess(r, options), f"beam {k + 1}") for k, r in enumerate(rows)
                 ]
@@ -257,11 +255,11 @@ class RerankCaptioner(Captioner):
             seed = options.seed if options.seed is not None else 0
             for k in range(n):
                 drawn = parse(CaptionOptions, {**dump(options), "sample": True, "seed": seed + k})
-                for image, row in enumerate(part.forward(batch["parts"][0], drawn)):
+                for image, row in enumerate(part.forward(batch["part0"], drawn)):
                     found[image].append((part.postprocess(row, drawn), f"sample {k + 1}"))
         else:
             for index, part in enumerate(self.parts):
-                for image, row in enumerate(part.forward(batch["parts"][index], options)):
+                for image, row in enumerate(part.forward(batch[f"part{index}"], options)):
                     found[image].append((part.postprocess(row, options), part.spec.key))
         out = []
         for items in found:
@@ -271,7 +269,7 @@ class RerankCaptioner(Captioner):
             out.append(list(seen.items()))
         return out
 
-    def forward(self, batch: dict[str, Any], options: CaptionOptions) -> list[dict[str, Any]]:
+    def forward(self, batch: MultiBatch, options: CaptionOptions) -> list[dict[str, Any]]:
         """Candidates, their scores and the pick, per image."""
         self.load()
         cands = self.candidates(batch, options)
