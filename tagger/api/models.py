@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr
 
+from tagger.interrogator.options import InterrogatorOptions
 from tagger.options import BatchOptions, CaptionOptions, StrictModel, TagOptions
 from tagger.registry import DEFAULT_CAPTIONER, DEFAULT_MODEL
 
@@ -127,6 +128,11 @@ class CaptionRequest(StrictModel):
     options: CaptionOptions = Field(
         default_factory=CaptionOptions,
         description="Decoding options (all fields optional; defaults suit each family).",
+    )
+    interrogator: InterrogatorOptions | None = Field(
+        None,
+        description="For model clip-interrogator: its mode, CLIP model, caption model and banks "
+        "(model names only, no server paths).",
     )
 
 

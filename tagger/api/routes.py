@@ -188,7 +188,8 @@ def _tag_routes(router: APIRouter, api: Api) -> None:
 
 
 def _caption_routes(router: APIRouter, api: Api) -> None:
-    """``caption`` and ``captioners`` (BLIP, CLIP-prefix GPT-2)."""
+    """``caption`` and ``captioners`` (BLIP, CLIP-prefix GPT-2, the CLIP Interrogator)."""
+    from tagger.api.interrogator import configured_spec
 
     @router.post(
         "/caption",
@@ -200,6 +201,7 @@ def _caption_routes(router: APIRouter, api: Api) -> None:
         """The caption of one image (503 when torch/transformers/open_clip are not installed
         on the server or the captioner's files are not on disk)."""
         spec = api.service.resolve_captioner(req.model)
+        spec = configured_spec(api, spec, req.interrogator)  # the CLIP Interrogator's options
         image, _ = load_request_image(req.image)
         return {"model": spec.key, "caption": api.service.caption(spec, image, req.options)}
 

@@ -122,13 +122,15 @@ def add_captioner_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ci-data",
         metavar="DIR",
-        help="Folder of clip-interrogator's data files (default: the installed package's).",
+        help="Folder of clip-interrogator's data files; without it, $TAGGER_INTERROGATOR_DATA "
+        "or the installed package's.",
     )
     g.add_argument(
         "--ci-cache",
         metavar="DIR",
-        help="Folder of cached bank embeddings (default: ~/.cache/tagger/clip-interrogator; "
-        "clip-interrogator-ext's models/clip-interrogator is read too when named here).",
+        help="Folder of cached bank embeddings; without it, ~/.cache/tagger/clip-interrogator "
+        "($TAGGER_CACHE_DIR/clip-interrogator). clip-interrogator-ext's models/clip-interrogator "
+        "can be named here: its files are read too.",
     )
     g.add_argument(
         "--ci-no-download",

@@ -61,8 +61,8 @@ def add_command(sub: Any) -> None:
     b.add_argument("--recursive", action="store_true", default=None, help=d("recursive"))
     b.add_argument(
         "--output-dir",
-        help="Where the caption files and sidecars are, mirroring sub-folders (default: beside "
-        "each image).",
+        help="Where the caption files and sidecars are, mirroring sub-folders "
+        "(default: beside each image).",
     )
     b.add_argument(
         "--json",
@@ -90,7 +90,7 @@ def add_command(sub: Any) -> None:
         type=non_negative,
         default=10,
         metavar="N",
-        help="List the N worst-matching images (default: 10; 0: none).",
+        help="List the N worst-matching images, 0 for none (default: 10).",
     )
     r.add_argument(
         "--below",

@@ -138,8 +138,14 @@ def package_data_dir() -> Path | None:
     return folder if folder.is_dir() else None
 
 
+#: Environment variable naming the data folder when none is given.
+DATA_ENV = "TAGGER_INTERROGATOR_DATA"
+
+
 def data_dir(folder: str | os.PathLike[str] | None = None) -> Path:
-    """The folder the bank files are read from: ``folder``, else the package's."""
+    """The folder the bank files are read from: ``folder``, else ``$TAGGER_INTERROGATOR_DATA``,
+    else the installed package's."""
+    folder = folder or os.environ.get(DATA_ENV) or None
     if folder is not None:
         path = Path(folder).expanduser()
         if not path.is_dir():

@@ -191,6 +191,13 @@ class InterrogatorCaptioner(Captioner):
         self.engine = None
         self.part = None
 
+    def unload(self) -> None:
+        """Forget CLIP and the caption part; their own cache entries give the memory back
+        (``unload_captioners``), so there is nothing to collect here."""
+        with self._lock:
+            self._release()
+            self._loaded = False
+
     @property
     def active_providers(self) -> list[str]:
         """Where CLIP and the caption part run."""

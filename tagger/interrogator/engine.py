@@ -283,10 +283,39 @@ class ClipInterrogator:
         """True once CLIP is loaded."""
         return self.clip is not None
 
+    def check_files(self) -> None:
+        """Offline, a named CLIP whose Hub repository is not in the cache fails at once (before
+        open_clip builds the whole model only to find no weights)."""
+        from tagger.hub import hf_cache_dir, is_offline
+
+        if not (self.source.pretrained and is_offline()):
+            return
+        try:
+            import open_clip
+            from huggingface_hub import constants
+
+            cfg = open_clip.get_pretrained_cfg(self.source.model, self.source.pretrained) or {}
+        except Exception:  # an open_clip without this lookup: let it try
+            return
+        repo = str(cfg.get("hf_hub") or "").strip("/")
+        if not repo or "/" not in repo:
+            return
+        cache = hf_cache_dir(self.hf_cache) or Path(constants.HF_HUB_CACHE)
+        if not (cache / f"models--{repo.replace('/', '--')}").is_dir():
+            from tagger.errors import ModelFilesMissingError
+
+            raise ModelFilesMissingError(
+                f"CLIP {self.source.model}/{self.source.pretrained} is not on disk and cannot be "
+                f"downloaded (HF_HUB_OFFLINE is set): its weights come from "
+                f"https://huggingface.co/{repo}; run once with network access (into {cache}), or "
+                f"name a CLIP folder in open_clip's layout instead"
+            )
+
     def load(self) -> ClipInterrogator:
         """Load CLIP (once)."""
         with self._lock:
             if self.clip is None:
+                self.check_files()
                 from tagger.captioners.common import pick_device
                 from tagger.captioners.openclip import load_clip
                 from tagger.interrogator.textenc import TextEncoder

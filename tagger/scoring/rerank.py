@@ -213,6 +213,12 @@ class RerankCaptioner(Captioner):
         self.parts = []
         self.scorer = None
 
+    def unload(self) -> None:
+        """Forget the captioners and the scorer (their own cache entries free the memory)."""
+        with self._lock:
+            self._release()
+            self._loaded = False
+
     @property
     def active_providers(self) -> list[str]:
         """Where the captioners and the scorer run."""

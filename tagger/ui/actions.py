@@ -27,6 +27,7 @@ TAGGER_FAMILY = "wd14"
 CAPTIONER_LIBRARIES = {
     "blip": ("torch", "transformers"),
     "clipcap": ("torch", "transformers", "open_clip"),
+    "clip-interrogator": ("torch", "transformers", "open_clip"),
 }
 
 

@@ -147,6 +147,9 @@ class TaggerUI:
         # Keep the declaration order of the model, whatever the layout order.
         self.tag_widgets = {s.key: self.tag_widgets[s.key] for s in self.tag_specs}
         self._wire()
+        from tagger.ui.interrogator import build_interrogator_ui
+
+        self.interrogator = build_interrogator_ui(self.host)  # its own section, below
         return w
 
     def _build_batch(self) -> None:
