@@ -36,6 +36,7 @@ PREFIX = "/tagger/v1"
 EXT_PREFIX = "/interrogator"
 MAX_TEXTS = 64
 MAX_TEXT = 2000
+MAX_BANKS, MAX_TERMS, MAX_TERM = 8, 5000, 200
 
 # -- request and reply models --------------------------------------------------------------
 
@@ -160,7 +161,29 @@ def configured_spec(api: Any, spec: Any, options: InterrogatorOptions | None) ->
                 f"interrogator options are for the clip-interrogator model, not {spec.key!r}"
             )
         return spec
+    check_banks(options)
     return interrogator_spec(spec, options, models_dirs=api.service.models_dirs, allow_paths=False)
+
+
+def check_banks(options: InterrogatorOptions | None) -> None:
+    """Banks of your own over HTTP: at most ``MAX_BANKS`` of ``MAX_TERMS`` terms of
+    ``MAX_TERM`` characters (a server embeds them, and keeps them on disk)."""
+    banks = options.extra_banks if options is not None else {}
+    if len(banks) > MAX_BANKS:
+        raise OptionsError(f"interrogator.extra_banks: at most {MAX_BANKS} banks, not {len(banks)}")
+    for name, terms in banks.items():
+        if not name.strip() or len(name) > MAX_TERM:
+            raise OptionsError(
+                f"interrogator.extra_banks: bank name {name[:40]!r} is empty or too long"
+            )
+        if not terms or len(terms) > MAX_TERMS:
+            raise OptionsError(
+                f"interrogator.extra_banks.{name}: send 1 to {MAX_TERMS} terms, not {len(terms)}"
+            )
+        if any(not term.strip() or len(term) > MAX_TERM for term in terms):
+            raise OptionsError(
+                f"interrogator.extra_banks.{name}: every term is 1 to {MAX_TERM} characters"
+            )
 
 
 def interrogator(api: Any, options: InterrogatorOptions | None) -> Any:

@@ -55,6 +55,8 @@ log = logging.getLogger("tagger")
 
 #: Candidates scoring within this of the best are scored again as the library scores them.
 TIE = 1e-5
+#: Banks of your own kept in memory at once (a server gets many); older ones reload from disk.
+EXTRA_TABLES = 16
 #: Phrases whose token ids are remembered (the chain's candidates repeat from image to image).
 TOKEN_CACHE = 250_000
 #: Analyze: terms per bank, and the banks with the keys clip-interrogator-ext answers with.
@@ -108,7 +110,8 @@ def resolve_clip(
     text = name.strip()
     if not text:
         raise ModelNotFoundError("no CLIP model named: use e.g. ViT-L-14/openai")
-    folders = [Path(d).expanduser() / text for d in models_dirs]
+    plain = not any(c in text for c in "/\\:\x00") and not text.startswith(".")
+    folders = [Path(d).expanduser() / text for d in models_dirs] if plain else []
     if allow_paths:
         folders.insert(0, Path(text).expanduser())
     for folder in folders:
@@ -510,6 +513,10 @@ class ClipInterrogator:
         """A bank of your own."""
         if not terms:
             raise OptionsError(f"bank {name!r} has no terms")
+        with self._lock:
+            extras = [key for key in self._tables if key[0].startswith("extra-")]
+            for key in extras[: max(0, len(extras) - EXTRA_TABLES + 1)]:
+                del self._tables[key]  # the oldest (their embeddings stay cached on disk)
         return self._table(f"extra-{name}", list(terms), chunk_size)
 
     def tables(self, options: InterrogatorOptions) -> dict[str, Table]:

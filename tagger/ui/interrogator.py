@@ -113,8 +113,11 @@ def build_options(
         raise
 
 
-def get_interrogator(options: InterrogatorOptions, settings: RuntimeSettings) -> Any:
-    """The loaded interrogator on the configured device."""
+def get_interrogator(
+    options: InterrogatorOptions, settings: RuntimeSettings, *, allow_paths: bool = True
+) -> Any:
+    """The loaded interrogator on the configured device (``allow_paths`` False: CLIP and
+    caption models only by name, as when the host hides its folders)."""
     from tagger.captioners import get_captioner
     from tagger.captioners.common import torch_device_for
     from tagger.interrogator.captioner import interrogator_spec
@@ -124,6 +127,7 @@ def get_interrogator(options: InterrogatorOptions, settings: RuntimeSettings) ->
         resolve_captioner("clip-interrogator", settings.models_dirs),
         options,
         models_dirs=settings.models_dirs,
+        allow_paths=allow_paths,
     )
     return get_captioner(
         spec,
@@ -145,14 +149,14 @@ def _image(image: Any) -> Any:
 
 
 def interrogate(
-    image: Any, options: InterrogatorOptions, settings: RuntimeSettings
+    image: Any, options: InterrogatorOptions, settings: RuntimeSettings, *, allow_paths: bool = True
 ) -> dict[str, Any]:
     """One image's prompt and the caption part's caption."""
     from tagger.cache import unload_all
 
     rgb = _image(image)
     try:
-        record = get_interrogator(options, settings).interrogate(
+        record = get_interrogator(options, settings, allow_paths=allow_paths).interrogate(
             [rgb], CaptionOptions(half=settings.half)
         )[0]
     finally:
@@ -162,10 +166,10 @@ def interrogate(
 
 
 def analyze(
-    image: Any, options: InterrogatorOptions, settings: RuntimeSettings
+    image: Any, options: InterrogatorOptions, settings: RuntimeSettings, *, allow_paths: bool = True
 ) -> dict[str, dict[str, float]]:
     """One image's Analyze (the top 5 of each bank)."""
-    return get_interrogator(options, settings).analyze(_image(image))
+    return get_interrogator(options, settings, allow_paths=allow_paths).analyze(_image(image))
 
 
 def score_caption(
@@ -262,6 +266,8 @@ class InterrogatorUI:
         self.host = host
         self.widgets: dict[str, Any] = {}
         self.batch_widgets: dict[str, Any] = {}
+        #: Models may be named by path unless the host hides its folders.
+        self.allow_paths = not host.folders_disabled
 
     def build(self) -> dict[str, Any]:
         """Lay out the section; returns its components by key."""
@@ -433,7 +439,7 @@ class InterrogatorUI:
         settings = self.host.settings()
         try:
             options = build_options(mode, clip_model, caption_model, skip)
-            result = interrogate(image, options, settings)
+            result = interrogate(image, options, settings, allow_paths=self.allow_paths)
             shown = ""
             if score and result["caption"]:
                 if not scorer:
@@ -469,7 +475,7 @@ class InterrogatorUI:
         settings = self.host.settings()
         try:
             options = build_options(mode, clip_model, NO_CAPTION, skip)
-            result = analyze(image, options, settings)
+            result = analyze(image, options, settings, allow_paths=self.allow_paths)
         except TaggerError as exc:
             from tagger.ui.actions import error_html
 
