@@ -283,16 +283,26 @@ def test_a_bank_of_your_own(engine, pictures) -> None:
         engine.tables(options(extra_banks={"flavors": ["x"]}))
 
 
-def test_no_caption(engine, pictures) -> None:
+def test_no_caption_part(engine, pictures) -> None:
     f = features(engine, pictures[0])
-    fast = engine.prompt(f, "", options(mode="fast"))
+    fast = engine.prompt(f, None, options(mode="fast"))
     assert fast
     assert not fast.startswith(", ")
-    classic = engine.prompt(f, "", options(mode="classic"))
+    classic = engine.prompt(f, None, options(mode="classic"))
     assert classic
     assert not classic.startswith(", ")
-    assert engine.prompt(f, "", options(mode="best"))
-    assert engine.prompt(f, "", options(mode="caption")) == ""
+    assert engine.prompt(f, None, options(mode="best"))
+    assert engine.prompt(f, None, options(mode="caption")) == ""
+
+
+def test_an_empty_caption_follows_the_library(engine, package, pictures, monkeypatch) -> None:
+    """A caption model that writes nothing: the library's layouts with the empty caption."""
+    monkeypatch.setattr(package, "generate_caption", lambda image: "")
+    image = pictures[1]
+    for mode in ("fast", "classic", "best"):
+        ours = engine.prompt(features(engine, image), "", options(mode=mode))
+        assert ours == package_prompt(package, mode, image, "")
+    assert engine.prompt(features(engine, image), "", options(mode="fast")).startswith(", ")
 
 
 def test_bank_embeddings_are_cached_and_reused(

@@ -225,11 +225,11 @@ class InterrogatorCaptioner(Captioner):
             batch["caption"] = self.part.collate([item["caption"] for item in items])
         return MultiBatch(batch, len(items))
 
-    def captions(self, batch: MultiBatch, options: CaptionOptions) -> list[str]:
-        """The caption part's captions for a batch ("" each without one)."""
+    def captions(self, batch: MultiBatch, options: CaptionOptions) -> list[str | None]:
+        """The caption part's captions for a batch (None each without one)."""
         count = len(batch["clip"])
         if self.part is None:
-            return [""] * count
+            return [None] * count
         run = caption_decoding(self.options, options)
         self._offload("caption")
         ids = self.part.forward(batch["caption"], run)
@@ -247,7 +247,7 @@ class InterrogatorCaptioner(Captioner):
             row_features = features[index : index + 1]
             record: dict[str, Any] = {
                 "prompt": self.engine.prompt(row_features, caption, self.options),
-                "caption": caption,
+                "caption": caption or "",
             }
             if self.options.analyze:
                 record["analyze"] = self.engine.analyze(row_features, self.options)

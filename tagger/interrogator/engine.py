@@ -592,9 +592,14 @@ class ClipInterrogator:
         return best_prompt
 
     def classic(
-        self, features: torch.Tensor, caption: str, options: InterrogatorOptions, flavors: int
+        self,
+        features: torch.Tensor,
+        caption: str | None,
+        options: InterrogatorOptions,
+        flavors: int,
     ) -> str:
-        """The library's ``interrogate_classic`` (banks left out are left out of the prompt)."""
+        """The library's ``interrogate_classic`` (banks left out are left out of the prompt;
+        ``caption`` None: no caption part)."""
         t = self.tables(options)
         size = options.chunk_size
 
@@ -618,30 +623,39 @@ class ClipInterrogator:
         return Table.merge(list(self.tables(options).values()))
 
     def fast(
-        self, features: torch.Tensor, caption: str, options: InterrogatorOptions, flavors: int
+        self,
+        features: torch.Tensor,
+        caption: str | None,
+        options: InterrogatorOptions,
+        flavors: int,
     ) -> str:
         """The library's ``interrogate_fast``: the caption and the top terms of every bank."""
         tops = rank_table(features, self.merged(options), flavors, options.chunk_size)
         return self.truncate(caption_and_terms(caption, tops))
 
-    def best(self, features: torch.Tensor, caption: str, options: InterrogatorOptions) -> str:
+    def best(
+        self, features: torch.Tensor, caption: str | None, options: InterrogatorOptions
+    ) -> str:
         """The library's ``interrogate``: the chain from the caption, then the best of caption,
-        classic, fast and chain."""
+        classic, fast and chain (``caption`` None: the chain starts from the best term, and no
+        caption competes)."""
         flaves = rank_table(
             features, self.merged(options), options.intermediate_count, options.chunk_size
         )
-        best_sim = self.similarity(features, caption) if caption else 0.0
+        best_sim = self.similarity(features, caption) if caption is not None else 0.0
         chained = self.chain(
             features,
             flaves,
-            caption,
+            caption or "",
             best_sim,
             min_count=options.min_flavors,
             max_count=options.max_flavors,
         )
         fast = self.fast(features, caption, options, options.max_flavors)
         classic = self.classic(features, caption, options, options.max_flavors)
-        candidates = [c for c in (caption, classic, fast, chained) if c]
+        candidates = (
+            [classic, fast, chained] if caption is None else [caption, classic, fast, chained]
+        )
         sims = self.similarities(features, candidates)
         return candidates[max(range(len(sims)), key=lambda i: (sims[i], -i))]
 
@@ -657,11 +671,15 @@ class ClipInterrogator:
         flaves += self.bank("negative", options.chunk_size).labels
         return self.chain(features, flaves, max_count=options.max_flavors, reverse=True)
 
-    def prompt(self, features: torch.Tensor, caption: str, options: InterrogatorOptions) -> str:
-        """One image's prompt (``features``: ``[1, D]``) in the options' mode."""
+    def prompt(
+        self, features: torch.Tensor, caption: str | None, options: InterrogatorOptions
+    ) -> str:
+        """One image's prompt (``features``: ``[1, D]``) in the options' mode. ``caption`` is
+        the caption part's text, given to the library's rules as it is (an empty caption
+        included); None when there is no caption part."""
         mode = options.mode
         if mode == "caption":
-            return caption
+            return caption or ""
         if mode == "negative":
             return self.negative(features, options)
         if mode == "classic":

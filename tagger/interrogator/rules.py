@@ -31,7 +31,7 @@ def truncate_to_fit(text: str, at_max_len: Callable[[str], bool]) -> str:
 
 
 def classic_prompt(
-    caption: str,
+    caption: str | None,
     medium: str | None,
     artist: str | None,
     trending: str | None,
@@ -40,7 +40,8 @@ def classic_prompt(
     extras: Sequence[str] = (),
 ) -> str:
     """The classic layout: caption, "medium artist", trending site, movement, your banks' best
-    terms, flavors. A part that is None (its bank left out) is left out; an empty caption too.
+    terms, flavors. A part that is None (its bank left out, no caption part) is left out; an
+    empty caption is a part, as in the library (the prompt then starts with ``, ``).
 
     With every bank, the library's layout exactly; when the caption already starts with the
     medium, the medium is dropped and the artist follows the caption after a space:
@@ -52,13 +53,13 @@ def classic_prompt(
     """
     head = caption
     lead = [medium] if medium is not None else []
-    if medium is not None and caption.startswith(medium):
+    if medium is not None and caption is not None and caption.startswith(medium):
         lead = []
         if artist is not None:
             head = f"{caption} {artist}"
     elif artist is not None:
         lead.append(artist)
-    parts = [head] if head else []
+    parts = [head] if head is not None else []
     if lead:
         parts.append(" ".join(lead))
     parts += [p for p in (trending, movement) if p is not None]
@@ -68,13 +69,16 @@ def classic_prompt(
     return JOIN.join(parts)
 
 
-def caption_and_terms(caption: str, terms: Sequence[str]) -> str:
-    """The fast layout: the caption, then the terms (no caption: the terms alone).
+def caption_and_terms(caption: str | None, terms: Sequence[str]) -> str:
+    """The fast layout: the caption, then the terms (no caption part: the terms alone; an empty
+    caption is kept, as in the library).
 
-    >>> caption_and_terms("a cat", ["red", "soft"]), caption_and_terms("", ["red"])
+    >>> caption_and_terms("a cat", ["red", "soft"]), caption_and_terms(None, ["red"])
     ('a cat, red, soft', 'red')
+    >>> caption_and_terms("", ["red"])
+    ', red'
     """
-    return JOIN.join([caption, *terms]) if caption else JOIN.join(terms)
+    return JOIN.join(terms) if caption is None else JOIN.join([caption, *terms])
 
 
 def chunk_plan(size: int, chunk_size: int) -> tuple[list[tuple[int, int]], int]:
