@@ -53,5 +53,6 @@ def test_pure_rules_need_no_model() -> None:
         classic_prompt("a cat", None, "by X", None, "cubism", ["soft"])
         == "a cat, by X, cubism, soft"
     )
-    assert classic_prompt("", "a photo", None, "Y", None, None) == "a photo, Y"
+    assert classic_prompt(None, "a photo", None, "Y", None, None) == "a photo, Y"
+    assert classic_prompt("", "a photo", None, "Y", None, None) == ", a photo, Y"  # the library's
     assert caption_and_terms("a cat", []) == "a cat"

@@ -44,7 +44,14 @@ def test_interrogator_and_rerank_on_ray_write_what_the_local_engine_writes(
     assert " 0 written" not in local_err
     assert "broken.png" in ray_err
     rerank = ["--model", str(blip_dir), "--rerank", "itm", "--rerank-itm-model", str(itm_dir)]
-    rerank += ["--rerank-candidates", "2", "--caption-extension", ".rr"]
+    rerank += [
+        "--rerank-candidates",
+        "2",
+        "--caption-extension",
+        ".rr",
+        "--on-existing",
+        "overwrite",
+    ]
     assert main(["caption", str(local), *common, *rerank]) == 1
     assert main(["caption", str(remote), *common, *rerank, "--engine", "ray"]) == 1
     assert tree(remote) == tree(local)

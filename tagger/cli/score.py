@@ -58,7 +58,9 @@ def add_command(sub: Any) -> None:
         metavar="EXT",
         help="Extension of the caption files scored (default: .txt).",
     )
-    b.add_argument("--recursive", action="store_true", default=None, help=d("recursive"))
+    b.add_argument(
+        "--recursive", action="store_true", default=None, help="Also score images in sub-folders."
+    )
     b.add_argument(
         "--output-dir",
         help="Where the caption files and sidecars are, mirroring sub-folders "
