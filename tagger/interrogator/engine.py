@@ -53,8 +53,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tagger")
 
-#: Candidates scoring within this of the best are scored again as the library scores them.
+#: Candidates scoring within this of the best are scored again as the library scores them
+#: (float32; in float16, on a GPU, the shortcut's rounding is larger, and so is the margin).
 TIE = 1e-5
+TIE_HALF = 2e-3
 #: Banks of your own kept in memory at once (a server gets many); older ones reload from disk.
 EXTRA_TABLES = 16
 #: Phrases whose token ids are remembered (the chain's candidates repeat from image to image).
@@ -426,6 +428,8 @@ class ClipInterrogator:
     ) -> str:
         """The phrase whose text ``prompt, phrase`` (or the phrase alone, for an empty prompt)
         is most (reversed: least) similar to the image; the first such phrase on a tie."""
+        import torch
+
         texts = [f"{prompt}{JOIN}{p}" for p in phrases] if prompt else list(phrases)
         if self.encoder is None:
             return phrases[self._first_best(features, texts, reverse)]
@@ -440,7 +444,8 @@ class ClipInterrogator:
         sims = (scores @ features.T.to(scores.dtype))[:, 0].float()
         if reverse:
             sims = -sims
-        close = (sims >= sims.max() - TIE).nonzero()[:, 0].tolist()
+        margin = TIE if scores.dtype == torch.float32 else TIE_HALF
+        close = (sims >= sims.max() - margin).nonzero()[:, 0].tolist()
         best = close[0]
         if len(close) > 1:
             best = close[self._first_best(features, [texts[i] for i in close], reverse)]
