@@ -49,16 +49,7 @@ ort_table = _load("ort_table")
 gpulibs = _load("gpulibs")
 
 #: Any of these distributions provides the ``onnxruntime`` module: keep whichever is there.
-ONNXRUNTIME_BUILDS = (
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "onnxruntime-directml",
-    "onnxruntime-rocm",
-    "onnxruntime-migraphx",
-    "onnxruntime-silicon",
-    "onnxruntime-openvino",
-    "ort-nightly-gpu",
-)
+ONNXRUNTIME_BUILDS = ort_table.ONNXRUNTIME_DISTRIBUTIONS
 #: Packages the webui pins: never upgraded or downgraded by this installer.
 PROTECTED = (
     "torch",

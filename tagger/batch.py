@@ -89,7 +89,8 @@ class ImageResult:
     tags: TagResult | None = None
     caption: str | None = None
     clip: dict[str, float] | None = None
-    #: More for the JSON sidecar and the manifest line (e.g. reranked caption candidates).
+    #: More of the sidecar JSON and the manifest line, by key (an ensemble's per-model
+    #: scores: ``models``; reranked caption candidates).
     extra: dict[str, Any] | None = None
 
 
@@ -629,6 +630,8 @@ class BatchRun:
             record["rating"] = top_rating(image.tags.rating)
             record["character"] = list(image.tags.character)
             record["general"] = list(image.tags.general)
+            for category, scores in image.tags.other.items():
+                record[category] = top_rating(scores) if category == "quality" else list(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         record.update(image.extra or {})
@@ -637,6 +640,9 @@ class BatchRun:
         if image.tags is not None:
             self.summary.tag_counts.update(image.tags.character.keys())
             self.summary.tag_counts.update(image.tags.general.keys())
+            for category, scores in image.tags.other.items():
+                if category != "quality":
+                    self.summary.tag_counts.update(scores.keys())
         return record
 
     def json_record(self, image: ImageResult) -> dict[str, Any]:
@@ -646,11 +652,14 @@ class BatchRun:
             record["rating"] = rounded(image.tags.rating)
             record["character"] = rounded(image.tags.character)
             record["general"] = rounded(image.tags.general)
+            for category, scores in image.tags.other.items():  # copyright, artist, ...
+                record[category] = rounded(scores)
         if image.caption is not None:
             record["caption"] = image.caption
         if image.clip is not None:
             record["clip"] = rounded(image.clip)
-        record.update(image.extra or {})
+        if image.extra:
+            record.update(image.extra)
         return record
 
     def files(

@@ -96,6 +96,15 @@ def _key(
     return (spec.key, str(spec.path), revision or spec.revision, where, device_id, precision)
 
 
+def tagger_class(spec: ModelSpec) -> type[WD14Tagger]:
+    """The class that runs a tagger model of ``spec.family``."""
+    if spec.family == "wd14":
+        return WD14Tagger
+    from tagger.families.model import FamilyTagger
+
+    return FamilyTagger
+
+
 def get_tagger(
     spec: ModelSpec,
     *,
@@ -106,10 +115,11 @@ def get_tagger(
     revision: str | None = None,
     precision: str = "fp32",
 ) -> WD14Tagger:
-    """Return the loaded tagger for ``spec``, loading it on first use."""
+    """Return the loaded tagger for ``spec``, loading it on first use (a ``WD14Tagger``, or a
+    ``tagger.families.model.FamilyTagger`` for the other tagger families)."""
     return _taggers.get(
         _key(spec, providers, device_id, revision, precision),
-        lambda: WD14Tagger(
+        lambda: tagger_class(spec)(
             spec,
             providers=providers,
             device_id=device_id,

@@ -31,18 +31,7 @@ from tagger import gpulibs, ort_table
 
 log = logging.getLogger("tagger")
 
-#: Distributions that each install the ``onnxruntime`` module (only one may be installed).
-ONNXRUNTIME_DISTRIBUTIONS = (
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "onnxruntime-directml",
-    "onnxruntime-rocm",
-    "onnxruntime-migraphx",
-    "onnxruntime-silicon",
-    "onnxruntime-openvino",
-    "onnxruntime-qnn",
-    "ort-nightly-gpu",
-)
+ONNXRUNTIME_DISTRIBUTIONS = ort_table.ONNXRUNTIME_DISTRIBUTIONS
 CUDA_PROVIDER = "CUDAExecutionProvider"
 
 

@@ -126,6 +126,57 @@ class TagOptions(StrictModel):
         "confidence", description="Order of model tags: confidence, alphabetical or model order."
     )
     separator: str = Field(", ", min_length=1, description="Text between tags.")
+    # -- categories beyond rating, general and character (tagger.families) ----------------
+    category_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Threshold per further category (copyright, artist, meta, model, year, species...); "
+            "a category not listed uses the general threshold; above 1 turns it off."
+        ),
+    )
+    mcut_categories: list[str] = Field(
+        default_factory=list,
+        description="Further categories whose threshold MCut chooses per image.",
+    )
+    quality_tag: RatingPlacement = Field(
+        "none", description="Write the most likely quality tag first, last, or not at all."
+    )
+    character_tag_expand: bool = Field(
+        False, description="Write character tags name_(series) as two tags: name, series."
+    )
+    threshold_profile: str = Field(
+        "",
+        description=(
+            "A threshold profile of the model's card (Camie: balanced, micro_optimized, "
+            "macro_optimized, overall); empty: the thresholds above."
+        ),
+    )
+    model_thresholds: bool = Field(
+        True,
+        description=(
+            "Use the thresholds a model ships with it (PixAI's thresholds.csv; per-tag files) "
+            "for the tags and categories they cover."
+        ),
+    )
+    # -- tag clean-up (tagger.cleanup) -------------------------------------------------------
+    drop_overlap: bool = Field(
+        False,
+        description=(
+            "Drop a general tag when a more specific one is kept (shirt beside white shirt; "
+            "whole words only), plus the published Danbooru overlap table when it is on disk."
+        ),
+    )
+    drop_character_tags: bool = Field(
+        False,
+        description=(
+            "Drop character-intrinsic general tags (eye and hair colours and styles, skin, "
+            "horns...) for character LoRAs."
+        ),
+    )
+    blacklist: list[str] = Field(
+        default_factory=list,
+        description="Tags never written, matched by whole words, singular or plural.",
+    )
 
 
 class BatchOptions(StrictModel):

@@ -25,6 +25,20 @@ from dataclasses import dataclass
 
 _CUDA12 = ("libcublasLt.so.12", "libcublas.so.12", "libcurand.so.10", "libcufft.so.11")
 
+#: Distributions that each install the ``onnxruntime`` module (only one belongs in an
+#: environment; the installer keeps whichever is there, the doctor names a second one).
+ONNXRUNTIME_DISTRIBUTIONS = (
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "onnxruntime-directml",
+    "onnxruntime-rocm",
+    "onnxruntime-migraphx",
+    "onnxruntime-silicon",
+    "onnxruntime-openvino",
+    "onnxruntime-qnn",
+    "ort-nightly-gpu",
+)
+
 
 @dataclass(frozen=True)
 class OrtBuild:

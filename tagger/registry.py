@@ -171,6 +171,110 @@ _REGISTRY_ENTRIES: tuple[ModelSpec, ...] = (
     ),
 )
 
+
+def _family(
+    key: str,
+    family: str,
+    repo_id: str,
+    roles: dict[str, str],
+    *,
+    input_size: int = 448,
+    description: str,
+    aliases: tuple[str, ...] = (),
+    gated: bool = False,
+) -> ModelSpec:
+    """A tagger of another family (``tagger.families``): its files by role (model, labels,
+    stages, thresholds), downloaded from ``repo_id`` (paths may include a sub-folder)."""
+    settings: tuple[tuple[str, object], ...] = tuple(
+        (f"{role}_file", name) for role, name in roles.items()
+    )
+    if gated:
+        settings += (("gated", True),)
+    return ModelSpec(
+        key=key,
+        family=family,
+        repo_id=repo_id,
+        revision="main",
+        files=tuple(roles.values()),
+        input_size=input_size,
+        description=description,
+        aliases=aliases,
+        settings=settings,
+    )
+
+
+# Further tagger families (tagger.families). Revisions follow ``main`` until a commit hash has
+# been verified against the Hub (override with --revision).
+_FAMILY_ENTRIES: tuple[ModelSpec, ...] = (
+    _family(
+        "pixai-tagger-v0.9",
+        "pixai",
+        "deepghs/pixai-tagger-v0.9-onnx",
+        {
+            "model": "model.onnx",
+            "labels": "selected_tags.csv",
+            "stages": "preprocess.json",
+            "thresholds": "thresholds.csv",
+        },
+        description="PixAI tagger v0.9 (EVA02-Large, ~13.5k tags, per-category thresholds)",
+        aliases=("pixai", "pixai-v0.9", "pixai-tagger"),
+        gated=True,
+    ),
+    _family(
+        "cl-tagger-1.02",
+        "cl_tagger",
+        "cella110n/cl_tagger",
+        {
+            "model": "cl_tagger_1_02/model_optimized.onnx",
+            "labels": "cl_tagger_1_02/tag_mapping.json",
+        },
+        description="cl_tagger 1.02 (EVA02 fine-tune, 8 categories, quality and model tags)",
+        aliases=("cl_tagger", "cl-tagger", "cl_tagger_1_02"),
+    ),
+    _family(
+        "camie-tagger-v2",
+        "camie",
+        "Camais03/camie-tagger-v2",
+        {"model": "camie-tagger-v2.onnx", "labels": "camie-tagger-v2-metadata.json"},
+        input_size=512,
+        description="Camie tagger v2 (ViT, 70,527 tags in 7 categories, threshold profiles)",
+        aliases=("camie", "camie-v2"),
+    ),
+    _family(
+        "z3d-e621-convnext",
+        "z3d",
+        "toynya/Z3D-E621-Convnext",
+        {"model": "model.onnx", "labels": "tags-selected.csv"},
+        description="Z3D-E621 ConvNeXt (e621 tags)",
+        aliases=("Z3D-E621-Convnext", "z3d-e621", "e621"),
+    ),
+    _family(
+        "idolsankaku-swinv2-tagger-v1",
+        "idolsankaku",
+        "deepghs/idolsankaku-swinv2-tagger-v1",
+        {"model": "model.onnx", "labels": "selected_tags.csv"},
+        description="IdolSankaku SwinV2 v1 (photos of people, Sankaku tags)",
+        aliases=("idolsankaku-swinv2", "idolsankaku"),
+    ),
+    _family(
+        "idolsankaku-eva02-large-tagger-v1",
+        "idolsankaku",
+        "deepghs/idolsankaku-eva02-large-tagger-v1",
+        {"model": "model.onnx", "labels": "selected_tags.csv"},
+        description="IdolSankaku EVA02-Large v1",
+        aliases=("idolsankaku-eva02-large",),
+    ),
+    _family(
+        "ml-danbooru-caformer",
+        "mldanbooru",
+        "deepghs/ml-danbooru-onnx",
+        {"model": "ml_caformer_m36_dec-5-97527.onnx", "labels": "classes.json"},
+        description="ML-Danbooru CAFormer m36 dec-5-97527 (general tags only)",
+        aliases=("mld-caformer.dec-5-97527", "ml-danbooru"),
+    ),
+)
+_REGISTRY_ENTRIES = (*_REGISTRY_ENTRIES, *_FAMILY_ENTRIES)
+
 DEFAULT_MODEL = "wd-vit-tagger-v3"
 
 
@@ -209,16 +313,96 @@ def is_wd14_folder(path: Path) -> bool:
     return all((path / name).is_file() for name in WD14_FILES)
 
 
+#: Longest model name accepted (a folder name's limit on common filesystems).
+MAX_NAME_LENGTH = 255
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+)
+
+
+def name_problem(name: str) -> str | None:
+    r"""Why ``name`` is not a plain model name but something that points at the disk, or None.
+
+    A plain name is what a models folder's entry or a registry key looks like: no path
+    separator (``/``, ``\``), no drive or stream (``:``), no leading ``.`` (``.``, ``..``,
+    hidden folders) or ``~`` (home folders), no trailing ``.``, no control character (NUL...),
+    not a Windows device (``NUL``, ``COM1``...), at most 255 characters. Used where a name
+    comes from someone who must not reach folders on the machine (the HTTP API).
+
+    >>> name_problem("wd-vit-tagger-v3") is None
+    True
+    >>> [name_problem(n) is None for n in ("~", "~root", "../x", "a/b", "C:x", "a\\b", ".x")]
+    [False, False, False, False, False, False, False]
+    """
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it is longer than {MAX_NAME_LENGTH} characters"
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return "it contains a control character"
+    if any(char in name for char in "/\\:"):
+        return "it contains a path separator or a drive"
+    if name[0] in ".~":
+        return f"it starts with {name[0]!r}"
+    if name[-1] in ". ":
+        return f"it ends with {name[-1]!r}"
+    if name.split(".")[0].strip().lower() in _WINDOWS_DEVICES:
+        return "it is a Windows device name"
+    return None
+
+
+def find_model_by_name(
+    name: str, models_dirs: Iterable[str | os.PathLike[str]]
+) -> ModelSpec | None:
+    """The model a plain name (see ``name_problem``) stands for, or None: the folder of that
+    name directly inside one of ``models_dirs`` when it holds a tagger (any family), else the
+    registry entry with that key or alias. Never reads anything but those folders' entries."""
+    if name_problem(name) is not None:
+        return None
+    for folder in models_dirs:
+        path = Path(folder).expanduser() / name
+        if is_tagger_folder(path):
+            return local_spec(path)
+    return registry_lookup(name)
+
+
+def tagger_family(path: Path) -> str | None:
+    """The tagger family of a local folder (``tagger.families.layouts.detect_family``)."""
+    from tagger.families.layouts import detect_family
+
+    return detect_family(path)
+
+
+def is_tagger_folder(path: Path) -> bool:
+    """True when ``path`` is a model folder of any tagger family (WD14's layout included)."""
+    return path.is_dir() and (is_wd14_folder(path) or tagger_family(path) is not None)
+
+
 def local_spec(path: str | os.PathLike[str], key: str | None = None) -> ModelSpec:
-    """Describe a local WD14 model folder (raises ModelNotFoundError if it is not one)."""
+    """Describe a local tagger folder of any family (raises ModelNotFoundError if it is not
+    one)."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise ModelNotFoundError(f"model folder {str(folder)!r} does not exist")
     missing = [name for name in WD14_FILES if not (folder / name).is_file()]
+    family = tagger_family(folder) if missing or (folder / "preprocess.json").is_file() else None
+    if family is not None and family != "wd14":
+        from tagger.families.layouts import family_folder_settings
+
+        settings = family_folder_settings(folder, family)
+        return ModelSpec(
+            key=key or folder.name,
+            family=family,
+            path=folder.resolve(),
+            files=tuple(str(value) for _, value in settings),
+            description=f"local {family} folder {folder}",
+            settings=settings,
+        )
     if missing:
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a WD14 model folder: it lacks {', '.join(missing)} "
-            f"(a model folder holds {' and '.join(WD14_FILES)})"
+            f"(a model folder holds {' and '.join(WD14_FILES)}, or another family's files: "
+            "see the README's tagger families)"
         )
     return ModelSpec(
         key=key or folder.name,
@@ -236,7 +420,7 @@ def scan_models_dir(models_dir: str | os.PathLike[str] | None) -> Iterator[Model
     if not root.is_dir():
         return
     for child in sorted(root.iterdir(), key=lambda p: p.name):
-        if child.is_dir() and is_wd14_folder(child):
+        if child.is_dir() and is_tagger_folder(child):
             yield local_spec(child)
 
 
@@ -274,11 +458,7 @@ def resolve_model(
     if candidate.is_dir() or looks_like_path:
         return local_spec(candidate)
     dirs = default_models_dirs() if models_dirs is None else list(models_dirs)
-    for folder in dirs:
-        path = Path(folder).expanduser() / text
-        if path.is_dir() and is_wd14_folder(path):
-            return local_spec(path)
-    spec = _BY_NAME.get(text) or _BY_NAME.get(text.lower())
+    spec = find_model_by_name(text, dirs)
     if spec is not None:
         return spec
     local = [spec.key for folder in dirs for spec in scan_models_dir(folder)]
@@ -292,6 +472,19 @@ def resolve_model(
 # -- captioners -----------------------------------------------------------------------------------
 
 BLIP_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json", "vocab.txt")
+#: transformers 5 saves the image processor's settings as ``processor_config.json``.
+BLIP_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+def blip_folder_files(folder: Path) -> tuple[str, ...]:
+    """The files a local BLIP folder must hold, with the processor file it was saved with."""
+    processor = next(
+        (name for name in BLIP_PROCESSOR_FILES if (folder / name).is_file()),
+        BLIP_PROCESSOR_FILES[0],
+    )
+    return tuple(processor if name == BLIP_PROCESSOR_FILES[0] else name for name in BLIP_FILES)
+
+
 CLIPCAP_CONFIG = "clipcap.json"
 GPT2_TOKENIZER_REPO = "openai-community/gpt2"
 GPT2_TOKENIZER_FILES = ("vocab.json", "merges.txt")
@@ -450,13 +643,13 @@ def local_captioner_spec(path: str | os.PathLike[str], key: str | None = None) -
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a captioner folder: a BLIP folder is a transformers save "
             f"(config.json with model_type 'blip', weights, processor and tokenizer files); a "
-            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see the README's Captioners section)"
+            f"CLIP-prefix folder holds {CLIPCAP_CONFIG} (see docs/captioners.md)"
         )
     return ModelSpec(
         key=key or folder.name,
         family=family,
         path=folder.resolve(),
-        files=BLIP_FILES if family == "blip" else (CLIPCAP_CONFIG,),
+        files=blip_folder_files(folder) if family == "blip" else (CLIPCAP_CONFIG,),
         description=f"local {family} folder {folder}",
     )
 
@@ -476,6 +669,29 @@ def list_captioners(
     return [*seen.values(), *(s for s in _CAPTIONER_ENTRIES if s.key not in seen)]
 
 
+def find_captioner_by_name(
+    name: str, models_dirs: Iterable[str | os.PathLike[str]]
+) -> ModelSpec | None:
+    """The captioner a plain name (see ``name_problem``) stands for, or None: a BLIP or
+    CLIP-prefix folder of that name directly inside one of ``models_dirs``, a folder there
+    named like a registry entry that holds its files (that entry, read from disk), else the
+    registry entry with that key or alias."""
+    if name_problem(name) is not None:
+        return None
+    spec = _CAPTIONER_BY_NAME.get(name) or _CAPTIONER_BY_NAME.get(name.lower())
+    for folder in models_dirs:
+        path = Path(folder).expanduser() / name
+        if not path.is_dir():
+            continue
+        if captioner_family(path) is not None:
+            return local_captioner_spec(path)
+        if spec is not None and all((path / f).is_file() for f in spec.files):
+            from dataclasses import replace
+
+            return replace(spec, path=path.resolve(), description=f"{spec.key} from {path}")
+    return spec
+
+
 def resolve_captioner(
     name: str, models_dirs: Iterable[str | os.PathLike[str]] | None = None
 ) -> ModelSpec:
@@ -491,17 +707,7 @@ def resolve_captioner(
     if candidate.is_dir() or os.sep in text or "/" in text or text.startswith("."):
         return local_captioner_spec(candidate)
     dirs = default_models_dirs() if models_dirs is None else list(models_dirs)
-    spec = _CAPTIONER_BY_NAME.get(text) or _CAPTIONER_BY_NAME.get(text.lower())
-    for folder in dirs:
-        path = Path(folder).expanduser() / text
-        if not path.is_dir():
-            continue
-        if captioner_family(path) is not None:
-            return local_captioner_spec(path)
-        if spec is not None and all((path / f).is_file() for f in spec.files):
-            from dataclasses import replace
-
-            return replace(spec, path=path.resolve(), description=f"{spec.key} from {path}")
+    spec = find_captioner_by_name(text, dirs)
     if spec is not None:
         return spec
     valid = ", ".join(s.key for s in list_captioners(dirs))

@@ -45,6 +45,7 @@ __all__ = [
     "category_threshold",
     "dedupe",
     "escape_brackets",
+    "expand_character_tag",
     "format_tags",
     "format_weight",
     "label_index",
@@ -255,13 +256,16 @@ class TagResult:
 
     ``rating`` holds every rating score (model order); ``character`` and ``general`` hold the kept
     tags, best score first (ties: lower model index first); ``index`` maps each name present in
-    the three dicts to its model (CSV row) index. Names are raw CSV names, with underscores.
+    the dicts to its model (CSV row) index. Names are raw CSV names, with underscores.
     """
 
     rating: dict[str, float]
     character: dict[str, float]
     general: dict[str, float]
     index: dict[str, int]
+    #: Further categories (copyright, artist, meta, quality, ...; ``tagger.families``): kept
+    #: tags best first; ``quality`` holds every quality score, like ``rating``.
+    other: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def split_scores(
@@ -504,12 +508,22 @@ def select_tags(
             if (CHARACTER_CATEGORY, name) in best
         }
     names = [*rating, *character_kept, *general_kept]
-    return TagResult(
+    result = TagResult(
         rating=dict(rating),
         character=_by_confidence(character_kept, index),
         general=_by_confidence(general_kept, index),
         index={name: index[name] for name in names if name in index},
     )
+    return _cleaned(result, options)
+
+
+def _cleaned(result: TagResult, options: TagOptions) -> TagResult:
+    """The result after the clean-up options (``tagger.cleanup``), when any is set."""
+    if not (options.drop_overlap or options.drop_character_tags or options.blacklist):
+        return result
+    from tagger.cleanup import clean_result
+
+    return clean_result(result, options)
 
 
 def tag_scores(probs: Sequence[float], labels: Labels, options: TagOptions) -> TagResult:
@@ -519,6 +533,9 @@ def tag_scores(probs: Sequence[float], labels: Labels, options: TagOptions) -> T
     >>> tag_scores([0.9, 0.99, 0.2, 0.95], labels, TagOptions()).general
     {'1girl': 0.99}
     """
+    select = getattr(labels, "select", None)
+    if select is not None:  # a vocabulary with more categories (tagger.families)
+        return select(probs, options)
     rating, general, character = split_scores(probs, labels)
     return select_tags(rating, general, character, label_index(labels), options)
 
@@ -649,18 +666,48 @@ def _written(name: str, options: TagOptions) -> str:
     return escape_brackets(text) if options.escape_brackets else text
 
 
+#: Categories of ``TagResult.other`` written like ratings (the best one, when asked).
+PICKED_CATEGORIES = frozenset({"quality"})
+
+
 def _model_pairs(result: TagResult, options: TagOptions) -> list[tuple[str, float]]:
-    """Character and general tags as ``(name, score)`` in caption order."""
+    """Character, general and other-category tags as ``(name, score)`` in caption order."""
+    others: dict[str, float] = {}
+    for category, scores in result.other.items():
+        if category not in PICKED_CATEGORIES:
+            others.update(scores)
     groups = (
-        [result.character, result.general]
+        [result.character, {**result.general, **others}]
         if options.character_tags_first
-        else [{**result.character, **result.general}]
+        else [{**result.character, **result.general, **others}]
     )
     return [
         (name, group[name])
         for group in groups
         for name in sort_names(group, result.index, options.order)
     ]
+
+
+def expand_character_tag(name: str) -> list[str]:
+    """kohya's ``--character_tag_expand``: ``name_(series)`` -> ``name``, ``series``; only the
+    last bracket is split off (``name_(costume)_(series)`` -> ``name_(costume)``, ``series``).
+
+    >>> expand_character_tag("kasumi_(pokemon)"), expand_character_tag("hatsune_miku")
+    (['kasumi', 'pokemon'], ['hatsune_miku'])
+    >>> expand_character_tag("a_(b)_(c)")
+    ['a_(b)', 'c']
+    """
+    if not name.endswith(")") or "(" not in name:
+        return [name]
+    head, _, tail = name.rpartition("(")
+    head = head[:-1] if head.endswith("_") else head
+    return [head, tail[:-1]] if head else [name]
+
+
+def _picked(scores: dict[str, float], options: TagOptions) -> list[tuple[str, float | None]]:
+    """The best tag of a picked category (rating, quality), written, with its score."""
+    best = top_rating(scores)
+    return [] if best is None else [(_written(best, options), scores[best])]
 
 
 def caption_tags(result: TagResult, options: TagOptions) -> list[str]:
@@ -675,7 +722,10 @@ def caption_tags(result: TagResult, options: TagOptions) -> list[str]:
     A model tag (the rating included) matching a ``replace_tags`` key is written as its value
     (the first matching key wins; an empty value drops the tag), else with underscores as spaces
     (``replace_underscores``) and brackets escaped (``escape_brackets``). With
-    ``include_weights`` model and rating tags are written as ``(text:0.87)``.
+    ``include_weights`` model and rating tags are written as ``(text:0.87)``. Tags of further
+    categories (``TagResult.other``: copyright, artist, meta...) go with the general tags; the
+    best quality tag is placed like the rating (``quality_tag``, inside the rating), and
+    ``character_tag_expand`` writes ``name_(series)`` as ``name``, ``series``.
 
     >>> result = TagResult(
     ...     rating={"general": 0.9, "sensitive": 0.1},
@@ -696,12 +746,23 @@ def caption_tags(result: TagResult, options: TagOptions) -> list[str]:
         (text.strip(), None) for text in options.additional_tags
     ]
     model: list[tuple[str, float | None]] = [
-        (_written(name, options), score) for name, score in _model_pairs(result, options)
+        (_written(part, options), score)
+        for name, score in _model_pairs(result, options)
+        for part in (
+            expand_character_tag(name)
+            if options.character_tag_expand and name in result.character
+            else [name]
+        )
     ]
+    quality: list[tuple[str, float | None]] = []
+    if options.quality_tag != "none" and result.other.get("quality"):
+        quality = _picked(result.other["quality"], options)
     pairs = [
         *(rating if options.rating_tag == "first" else []),
+        *(quality if options.quality_tag == "first" else []),
         *additional,
         *model,
+        *(quality if options.quality_tag == "last" else []),
         *(rating if options.rating_tag == "last" else []),
     ]
     pairs = [pair for pair in pairs if pair[0].strip()]

@@ -7,8 +7,10 @@ not through ``tagger.api``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,48 @@ def fake_hub_cache(cache: Path, repo_id: str, revision: str, model_dir: Path) ->
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / revision).write_text(HUB_COMMIT)
     return cache
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn server on loopback in a thread; yields its URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(400):
+            if server.started:
+                break
+            time.sleep(0.05)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def solid_png(width: int, height: int, mode: str = "RGB") -> bytes:
+    """A PNG of one colour: a few kB however many pixels it decodes to."""
+    import io
+
+    from PIL import Image
+
+    image = Image.new(mode, (width, height), (200, 30, 90, 128)[: len(mode)] if mode != "L" else 90)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=9)
+    return buffer.getvalue()

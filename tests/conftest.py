@@ -126,20 +126,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tagger")
     group.addoption(
         "--fail-on-skip",
-        nargs="?",
-        type=int,
-        const=0,
-        default=None,
-        metavar="N",
-        help="Fail the run when more than N tests (default 0) are skipped, or none passed "
+        action="store_true",
+        help="Fail the run when more tests are skipped than --allowed-skips, or none passed "
         "(CI's extras stages: their extra is installed, so the stage's tests must run).",
+    )
+    group.addoption(
+        "--allowed-skips",
+        type=int,
+        default=0,
+        metavar="N",
+        help="With --fail-on-skip: how many skipped tests are expected (default 0).",
     )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    allowed = session.config.getoption("--fail-on-skip")
-    if allowed is None or exitstatus != 0:
+    if not session.config.getoption("--fail-on-skip") or exitstatus != 0:
         return
+    allowed = session.config.getoption("--allowed-skips")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     stats = reporter.stats if reporter is not None else {}
     skipped = [report.nodeid for report in stats.get("skipped", [])]

@@ -356,21 +356,36 @@ def test_bad_image_in_picobyte_queue_leaves_the_queue_clean(api: Any, image: Pat
     assert list(done["caption"]) == ["bad"]
 
 
-def test_image_over_the_size_limit_is_413(
-    api: Any, image: Path, monkeypatch: pytest.MonkeyPatch
+def test_image_over_the_pixel_limit_is_413_naming_the_limit_and_the_flag(
+    model_dir: Path, image: Path
 ) -> None:
-    import tagger.api.service as service
+    api = client(make_app(models_dirs=[model_dir.parent], max_pixels=40 * 30 - 1))
+    for route in ("interrogate", "tag"):
+        response = api.post(f"{URL}/{route}", json={"image": b64(image), "model": "tiny-v3"})
+        assert response.status_code == 413
+        detail = response.json()["detail"]
+        assert "40\N{MULTIPLICATION SIGN}30 = 1,200 pixels" in detail
+        assert "over this server's limit of 1,199 pixels" in detail
+        assert "tagger serve --max-pixels" in detail
+    exact = client(make_app(models_dirs=[model_dir.parent], max_pixels=40 * 30))
+    response = exact.post(f"{URL}/tag", json={"image": b64(image), "model": "tiny-v3"})
+    assert response.status_code == 200
 
-    monkeypatch.setattr(service, "MAX_PIXELS", 40 * 30 - 1)
-    response = api.post(f"{URL}/interrogate", json={"image": b64(image), "model": "tiny-v3"})
+
+def test_image_file_over_the_size_limit_is_413(model_dir: Path, image: Path) -> None:
+    """The decoded file limit is three quarters of the body limit (base64's overhead)."""
+    size = len(image.read_bytes())
+    body = {"image": b64(image), "model": "tiny-v3"}
+    tight = client(make_app(models_dirs=[model_dir.parent], max_body_bytes=(size - 1) * 4 // 3))
+    response = tight.post(f"{URL}/interrogate", json=body)
     assert response.status_code == 413
-    assert "1200 pixels, over the limit of 1199" in response.json()["detail"]
-    monkeypatch.setattr(service, "MAX_IMAGE_BYTES", 10)
-    response = api.post(f"{URL}/interrogate", json={"image": b64(image), "model": "tiny-v3"})
-    assert response.status_code == 413
+    assert "--max-body-bytes" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("model", ["nope", "wd14-nope", "../tiny-v3", "/etc", "C:tiny", " "])
+@pytest.mark.parametrize(
+    "model",
+    ["nope", "wd14-nope", "../tiny-v3", "/etc", "C:tiny", " ", "~", "~root", "tiny-v3/", "a\x00b"],
+)
 def test_unknown_model_is_404_listing_valid_keys(api: Any, image: Path, model: str) -> None:
     for route in ("interrogate", "tag"):
         response = api.post(f"{URL}/{route}", json={"image": b64(image), "model": model})
@@ -449,6 +464,61 @@ def test_missing_model_files_offline_is_503_with_the_core_message(api: Any, imag
     assert "model.onnx" in detail
 
 
+def test_missing_model_files_offline_name_the_servers_folder(
+    api: Any, image: Path, model_dir: Path
+) -> None:
+    response = api.post(f"{URL}/tag", json={"image": b64(image), "model": "wd-vit-tagger-v3"})
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert "model.onnx and selected_tags.csv" in detail
+    folder = model_dir.parent / "wd-vit-tagger-v3"
+    assert f"On this server, a folder {str(folder)!r} holding them is used" in detail
+
+
+@pytest.mark.parametrize("endpoint", ["closed", "black hole"])
+def test_an_unreachable_hub_is_503_at_once_on_every_route(
+    endpoint: str, model_dir: Path, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HF_HUB_OFFLINE unset and the Hub not answering: 503 with the files and the folder,
+    without huggingface_hub ever being asked to download (so none of its retries)."""
+    import contextlib
+
+    import huggingface_hub
+    from endpoints import black_hole_endpoint, closed_endpoint
+
+    import tagger.hub
+
+    def no_download(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TAGGER_HUB_TIMEOUT", "0.5")
+    tagger.hub.forget_hub_probes()
+    allowed = tmp_path / "allowed"
+    sample_image(allowed)
+    api = client(
+        make_app(models_dirs=[model_dir.parent], allowed_dirs=[allowed], hf_cache=tmp_path / "hf")
+    )
+    hole = black_hole_endpoint() if endpoint == "black hole" else contextlib.nullcontext()
+    with hole as url:
+        monkeypatch.setenv("HF_ENDPOINT", url or closed_endpoint())
+        requests = [
+            ("interrogate", {"image": b64(image), "model": "wd14-vit-v2"}),
+            ("tag", {"image": b64(image), "model": "wd-vit-tagger-v3"}),
+            ("jobs", {"inputs": [str(allowed)], "model": "wd-convnext-tagger-v3"}),
+        ]
+        for route, body in requests:
+            response = api.post(f"{URL}/{route}", json=body)
+            assert response.status_code == 503, (route, response.text)
+            detail = response.json()["detail"]
+            assert "cannot be reached" in detail
+            assert "model.onnx and selected_tags.csv" in detail
+            assert "On this server, a folder" in detail
+    assert api.get(f"{URL}/jobs").json() == {"jobs": []}
+    tagger.hub.forget_hub_probes()
+
+
 def test_unexpected_errors_are_500_without_internals(
     api: Any, image: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,7 +546,7 @@ def test_mount_twice_registers_routes_once(model_dir: Path) -> None:
     mount(app, models_dirs=[model_dir.parent])
     assert _operations(app) == before
     assert before.count(("post", f"{URL}/interrogate")) == 1
-    assert len(before) == 18  # 12, and 6 of the CLIP Interrogator and the scorers
+    assert len(before) == 21  # 15, and 6 of the CLIP Interrogator and the scorers
     schema = client(app).get("/openapi.json").json()
     assert schema["paths"][f"{URL}/interrogate"]["post"]["responses"]["404"]
 
@@ -499,7 +569,7 @@ def test_dependencies_guard_every_route(model_dir: Path, image: Path) -> None:
         app = make_app(models_dirs=[model_dir.parent], dependencies=[dependency])
         api = client(app)
         operations = _operations(app)
-        assert len(operations) == 18  # every route, the CLIP Interrogator's included
+        assert len(operations) == 21  # every route, the CLIP Interrogator's included
         for method, route in operations:
             path = route.replace("{job_id}", "x")
             response = api.request(method, path, json={"image": b64(image), "model": "tiny-v3"})

@@ -7,7 +7,7 @@ import sys
 import textwrap
 
 API_MODULES = [
-    "tagger.api", "tagger.api.errors", "tagger.api.jobs", "tagger.api.models",
+    "tagger.api", "tagger.api.errors", "tagger.api.folders", "tagger.api.jobs", "tagger.api.models",
     "tagger.api.paths", "tagger.api.server", "tagger.api.service", "tagger.cli",
 ]  # fmt: skip
 HEAVY = ["fastapi", "starlette", "uvicorn", "onnxruntime", "numpy", "PIL", "gradio", "modules"]
@@ -53,7 +53,9 @@ def test_api_modules_import_without_fastapi_and_nothing_heavy() -> None:
         "models_dirs: 'Iterable[str | os.PathLike[str]]' = (), "
         "hf_cache: 'str | os.PathLike[str] | None' = None, "
         "providers: 'str | list[str] | None' = 'auto', device_id: 'int' = 0, "
-        "allowed_dirs: 'Iterable[str | os.PathLike[str]]' = ()) -> 'None'"
+        "allowed_dirs: 'Iterable[str | os.PathLike[str]]' = (), "
+        "max_pixels: 'int | None' = None, max_body_bytes: 'int | None' = None, "
+        "max_decodes: 'int | None' = None) -> 'None'"
     )
 
 

@@ -105,7 +105,7 @@ def test_no_server_errors_over_the_openapi_schema(model_dir: Path, tmp_path: Pat
     }
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 18  # 12, and 6 of the CLIP Interrogator and the scorers
+    assert len(operations) == 21  # 15, and 6 of the CLIP Interrogator and the scorers
     seen: dict[str, set[int]] = {}
     for operation in operations:
         described = document["paths"][operation.path][operation.method]

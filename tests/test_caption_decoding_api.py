@@ -1,6 +1,6 @@
 """The captioners' decoding uses only transformers API that is current: no deprecation warning
 with the installed version (the key/value cache is passed by the name and in the form it takes),
-and BLIP's generate() arguments are the ones the README states."""
+and BLIP's generate() arguments are the ones docs/captioners.md states."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def test_blip_generate_arguments_are_the_documented_defaults(blip_dir: Path) -> 
         "no_repeat_ngram_size": 3,
         "do_sample": False,
         "num_beams": 3,
-        "early_stopping": True,  # the README: beam search ends at 3 finished captions
+        "early_stopping": True,  # docs/captioners.md: beam search ends at 3 finished captions
     }
     assert "early_stopping" not in captioner.generate_kwargs(CaptionOptions(num_beams=1))
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    assert "early_stopping=True" in readme
+    reference = (Path(__file__).parents[1] / "docs" / "captioners.md").read_text(encoding="utf-8")
+    assert "early_stopping=True" in reference

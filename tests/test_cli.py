@@ -274,21 +274,20 @@ def test_an_output_that_cannot_be_made_is_one_line_and_exit_2(
 
 
 def test_each_warning_is_printed_once(tmp_path: Path, model_dir: Path) -> None:
-    """A real run that warns (fp16 on the CPU, a kohya flag without effect): each line once."""
+    """A real run that warns (fp16 on the CPU): each line once."""
     pytest.importorskip("onnx")
     make_image(tmp_path / "images" / "a.png", (20, 20), seed=1)
     env = {**os.environ, "TAGGER_CACHE_DIR": str(tmp_path / "cache")}
     done = subprocess.run(
         [sys.executable, "-m", "tagger", "tag", str(tmp_path / "images"), "--model",
-         str(model_dir), "--fp16", "--device", "cpu", "--no-progress", "--meta_threshold", "0.5"],
+         str(model_dir), "--fp16", "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, timeout=120, check=False, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     warnings = [line for line in lines if line.startswith("tagger: WARNING:")]
-    assert len(warnings) == 2, lines
-    assert "float16 on the CPU" in warnings[1] or "float16 on the CPU" in warnings[0]
-    assert any(w.startswith("tagger: WARNING: --meta_threshold has no effect") for w in warnings)
+    assert len(warnings) == 1, lines
+    assert "float16 on the CPU" in warnings[0]
     assert len(lines) == len(set(lines)), lines
 
 

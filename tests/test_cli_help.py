@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import re
 from typing import Any
 
@@ -34,6 +35,11 @@ DESCRIBED = {
     "output_dir": "beside each image",  # batch.output_base
     "caption_batch_size": "--batch-size",  # CaptionOptions.batch_size 0: the run's batch size
     "allow_dir": None,  # tagger serve: no folder allowed unless given
+    # tagger serve's limits: the words are checked against tagger.api.service.Limits below
+    "max_body_bytes": "4 x --max-pixels + 1 MiB, the largest uncompressed RGB image in "
+    "base64: 68157440",
+    "max_decodes": "as many images of --max-pixels as fit in 1 GiB, at most one per core: 2 "
+    "for the default limit",
 }
 
 
@@ -92,10 +98,23 @@ def test_stated_defaults_are_the_real_ones(command: str) -> None:
             if action.dest == "clip_cache":
                 assert stated == "~/.cache/tagger/clip"
                 continue
+            if command == "serve" and action.dest == "max_pixels":
+                assert stated == "16777216 = 4096x4096"
+                checked += 1
+                continue
             value = effective[action.dest]
             assert _stated(stated) == value or stated == str(value), (action.dest, stated, value)
             checked += 1
     assert checked > 0 or command in ("models", "doctor")  # these state none
+
+
+def test_the_serve_limits_stated_are_the_limits() -> None:
+    from tagger.api.service import Limits, default_max_decodes
+
+    limits = Limits()
+    assert limits.max_pixels == 16777216 == 4096 * 4096
+    assert limits.max_body_bytes == 4 * limits.max_pixels + 2**20 == 68157440
+    assert default_max_decodes(limits.max_pixels) == min(2, os.cpu_count() or 1)
 
 
 def test_words_about_captioner_defaults_are_the_captioners() -> None:

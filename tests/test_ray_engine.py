@@ -131,37 +131,58 @@ def _session_worker_pids() -> set[int]:
     return found
 
 
+def _session_workers_busy() -> set[int]:
+    """PIDs of this session's model actors that are running a batch right now."""
+    busy = set()
+    for pid in _session_worker_pids():
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b".submit" in title:  # Ray titles an actor by the method it is running
+            busy.add(pid)
+    return busy
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the actor's process through /proc")
 def test_killed_actor_is_replaced_and_files_are_the_same(tmp_path: Path, model_dir: Path) -> None:
-    # Large images make decoding the slow step, so the model actor is still being fed when the
-    # driver has written the first results and the actor is killed.
+    # The model actor is killed while it runs its first batch of images: nothing it computed
+    # has reached the driver, and the whole run is left to the actor that replaces it.
     local, remote = twins(tmp_path, 90, side=700)
     model = WD14Tagger(local_spec(model_dir), providers="cpu").load()
     expected = run_batch([local], model, batch_options=_options(local))
     killed: list[tuple[int, int]] = []
     replacements: set[int] = set()
+    written = [0]
+    finished = threading.Event()
 
-    def kill_once(progress) -> None:
-        if killed:
-            replacements.update(_session_worker_pids() - {pid for pid, _ in killed})
-            return
-        if progress.written < 5:
-            return
-        pids = _session_worker_pids()
-        assert pids, "no model actor process found"
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-            killed.append((pid, progress.written))
+    def kill_first_busy_actor() -> None:
+        while not finished.wait(0.005):
+            if killed:
+                replacements.update(_session_worker_pids() - {pid for pid, _ in killed})
+                continue
+            for pid in _session_workers_busy():
+                os.kill(pid, signal.SIGKILL)
+                killed.append((pid, written[0]))
 
-    got = RayBatchRun(
-        [remote],
-        ModelConfig(local_spec(model_dir), providers="cpu"),
-        batch_options=_options(remote),
-        progress=kill_once,
-    ).run()
-    assert killed
-    assert all(written < expected.written for _, written in killed)  # really mid-way
-    assert replacements  # a new actor process took over while results were still coming
+    def count(progress) -> None:
+        written[0] = progress.written
+
+    watcher = threading.Thread(target=kill_first_busy_actor, daemon=True)
+    watcher.start()
+    try:
+        got = RayBatchRun(
+            [remote],
+            ModelConfig(local_spec(model_dir), providers="cpu"),
+            batch_options=_options(remote),
+            progress=count,
+        ).run()
+    finally:
+        finished.set()
+        watcher.join()
+    assert killed, "the model actor was never seen running a batch"
+    assert all(done < expected.written for _, done in killed)  # really mid-way
+    assert replacements  # a new actor process took over the work left
     assert (got.written, got.failed_count, got.tagged) == (expected.written, 2, expected.tagged)
     assert tree(remote) == tree(local)  # no duplicate manifest lines, no temp files
 

@@ -75,8 +75,20 @@ def test_v3_models_have_a_dynamic_batch(key: str) -> None:
     assert REGISTRY[key].batch_dynamic is True
 
 
+#: The other tagger families' entries (tagger.families).
+FAMILY_MODELS = [
+    "pixai-tagger-v0.9",
+    "cl-tagger-1.02",
+    "camie-tagger-v2",
+    "z3d-e621-convnext",
+    "idolsankaku-swinv2-tagger-v1",
+    "idolsankaku-eva02-large-tagger-v1",
+    "ml-danbooru-caformer",
+]
+
+
 def test_registry_holds_exactly_the_known_models() -> None:
-    assert sorted(REGISTRY) == sorted(V14 + V2 + V3)
+    assert sorted(REGISTRY) == sorted(V14 + V2 + V3 + FAMILY_MODELS)
     assert [spec.key for spec in registry_models()] == list(REGISTRY)
     assert DEFAULT_MODEL == "wd-vit-tagger-v3"
     assert DEFAULT_MODEL in REGISTRY
@@ -320,3 +332,20 @@ def test_an_unknown_name_is_a_lookup_error(tmp_path: Path) -> None:
 def test_an_empty_name(name: str, tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="no model named"):
         resolve_model(name, models_dirs=[tmp_path])
+
+
+@pytest.mark.parametrize("processor", ["preprocessor_config.json", "processor_config.json", None])
+def test_a_local_blip_folder_is_on_disk_whichever_processor_file_it_has(
+    tmp_path: Path, processor: str | None
+) -> None:
+    from tagger.hub import is_downloaded
+    from tagger.registry import local_captioner_spec
+
+    folder = tmp_path / "my-blip"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "blip"}')
+    for name in ("tokenizer_config.json", "vocab.txt", *([processor] if processor else [])):
+        (folder / name).write_text("{}")
+    spec = local_captioner_spec(folder)
+    assert spec.family == "blip"
+    assert is_downloaded(spec) is (processor is not None)

@@ -31,6 +31,9 @@ def mount(
     providers: str | list[str] | None = "auto",
     device_id: int = 0,
     allowed_dirs: Iterable[str | os.PathLike[str]] = (),
+    max_pixels: int | None = None,
+    max_body_bytes: int | None = None,
+    max_decodes: int | None = None,
 ) -> None:
     """Add the tagger routes under ``/tagger/v1`` to a FastAPI ``app``.
 
@@ -43,6 +46,13 @@ def mount(
     - ``providers`` / ``device_id``: where models run (``"auto"``, ``"cpu"``, ``"cuda"``, ...).
     - ``allowed_dirs``: the only server folders batch jobs may read and write; empty refuses
       every batch job (403).
+    - ``max_pixels``: the largest image accepted, in pixels (None: 4096 x 4096 = 16,777,216);
+      larger ones get 413 before they are decoded.
+    - ``max_body_bytes``: the largest request body (None: the largest uncompressed 8-bit RGB
+      image ``max_pixels`` admits, in base64, plus 1 MiB: 65 MiB by default); larger ones get
+      413 before the body is read.
+    - ``max_decodes``: how many images are decoded at once, each in one of that many threads
+      (None: as many images of ``max_pixels`` as fit in 1 GiB, at most one per core).
 
     Calling it again on the same app does nothing (the routes are registered once).
     """
@@ -53,14 +63,20 @@ def mount(
     from tagger.api.jobs import JobManager
     from tagger.api.paths import AllowList
     from tagger.api.routes import Api, build_router
-    from tagger.api.service import TaggerService
+    from tagger.api.service import HTTP_MAX_PIXELS, Limits, TaggerService
 
+    limits = Limits(
+        max_pixels=HTTP_MAX_PIXELS if max_pixels is None else max_pixels,
+        max_body_bytes=max_body_bytes or 0,
+        max_decodes=max_decodes or 0,
+    )
     service = TaggerService(
         lock=lock,
         models_dirs=models_dirs,
         hf_cache=hf_cache,
         providers=providers,
         device_id=device_id,
+        limits=limits,
     )
     api = Api(service=service, jobs=JobManager(service, AllowList(allowed_dirs)))
     app.include_router(build_router(api, dependencies))
@@ -68,7 +84,11 @@ def mount(
     app.openapi_schema = None  # regenerate the schema with the new routes
     setattr(app.state, STATE_ATTRIBUTE, api)
     log.info(
-        "tagger API mounted at /tagger/v1 (batch jobs %s)",
+        "tagger API mounted at /tagger/v1 (images up to %s pixels, bodies up to %s bytes, "
+        "%d full-size decodes at once; batch jobs %s)",
+        f"{limits.max_pixels:,}",
+        f"{limits.max_body_bytes:,}",
+        limits.max_decodes,
         "allowed in " + ", ".join(str(r) for r in api.jobs.allow.roots)
         if api.jobs.allow.enabled
         else "turned off: no allowed folders",

@@ -280,7 +280,6 @@ def build_routers(api: Any, dependencies: Sequence[Any] = (), *, ext: bool = Tru
 
     from tagger.api.errors import make_route_class
     from tagger.api.routes import _errors, as_dependency
-    from tagger.api.service import load_request_image
 
     common = {
         "dependencies": [as_dependency(d) for d in dependencies],
@@ -296,7 +295,7 @@ def build_routers(api: Any, dependencies: Sequence[Any] = (), *, ext: bool = Tru
     )
     def post_score(req: ScoreRequest) -> dict[str, Any]:
         """ITM probability and ITC cosine of each text with the image."""
-        image, _ = load_request_image(req.image)
+        image = load_request_image(api, req.image)
         key, scores = score(api, image, req.texts, req.model)
         return {
             "model": key,
@@ -321,7 +320,7 @@ def build_routers(api: Any, dependencies: Sequence[Any] = (), *, ext: bool = Tru
     )
     def post_analyze(req: AnalyzeRequest) -> dict[str, Any]:
         """The top 5 terms of each bank, with their similarities to the image."""
-        image, _ = load_request_image(req.image)
+        image = load_request_image(api, req.image)
         return {
             "clip_model": req.interrogator.clip_model,
             "analyze": analyze(api, image, req.interrogator),
@@ -351,7 +350,7 @@ def build_routers(api: Any, dependencies: Sequence[Any] = (), *, ext: bool = Tru
     )
     def post_prompt(req: ExtPromptRequest) -> dict[str, Any]:
         """The prompt in the given mode (default fast), as clip-interrogator-ext makes it."""
-        image, _ = load_request_image(_required(req.image))
+        image = load_request_image(api, _required(req.image))
         return {"prompt": prompt(api, image, ext_options(req.clip_model_name, req.mode))}
 
     @theirs.post(
@@ -362,10 +361,18 @@ def build_routers(api: Any, dependencies: Sequence[Any] = (), *, ext: bool = Tru
     )
     def post_ext_analyze(req: ExtAnalyzeRequest) -> dict[str, Any]:
         """The top 5 mediums, artists, movements, trending sites and flavors."""
-        image, _ = load_request_image(_required(req.image))
+        image = load_request_image(api, _required(req.image))
         return analyze(api, image, ext_options(req.clip_model_name))
 
     return [*routers, theirs]
+
+
+def load_request_image(api: Any, text: str) -> Any:
+    """A request's base64 image, checked by the server's limits (bytes, pixels) and decoded
+    in its decode pool; the RGB image comes back (the caption part and CLIP resize it each
+    their own way, so the decoded image itself is what they take)."""
+    data = api.service.image_bytes(text)
+    return api.service.prepared(data, lambda image: image.copy())
 
 
 def _required(text: str) -> str:

@@ -80,6 +80,9 @@ class JobModel:
         """Load the model (under the lock) and remember what the engine asks about."""
         with self.service.running():
             model = self.service.tagger(self.spec)
+            from tagger.families.model import preprocessor
+
+            self._prepare = preprocessor(model)  # the model's family's preprocessing
             self._size = model.input_size
             self._fixed = model.fixed_batch
             self._providers = model.active_providers
@@ -88,9 +91,12 @@ class JobModel:
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         """Prepare one image (CPU, in the engine's decode threads; no lock)."""
-        from tagger.wd14 import prepare_image
+        prepare = getattr(self, "_prepare", None)
+        if prepare is None:
+            from tagger.wd14 import prepare_image
 
-        return prepare_image(image, self._size)
+            return prepare_image(image, self._size)
+        return prepare(image)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """Run one batch under the lock."""
@@ -238,12 +244,13 @@ class JobManager:
         return job
 
     def _check_available(self, spec: ModelSpec) -> None:
-        """Refuse at once a registry model that is not on disk when downloads are off (the
-        core's ``ModelFilesMissingError`` says which files to put where)."""
-        from tagger.hub import is_offline, model_files
+        """Refuse at once a registry model that is not on disk when it cannot be downloaded
+        now (offline, or the Hub does not answer): the core's ``ModelFilesMissingError`` says
+        which files to put where. A model that can be downloaded is, by the job's thread."""
+        from tagger.hub import check_downloadable
 
-        if not spec.is_local and is_offline():
-            model_files(spec, cache_dir=self.service.hf_cache)
+        with self.service.where_to_put(spec):
+            check_downloadable(spec, cache_dir=self.service.hf_cache)
 
     def _forget_old(self) -> None:
         """Drop the oldest finished jobs beyond ``MAX_FINISHED_JOBS`` (call with the lock)."""
@@ -252,13 +259,11 @@ class JobManager:
             del self._jobs[job_id]
 
     def _run(self, job: Job) -> None:
-        """The job's thread: count the images, run the batch, record the outcome."""
-        from tagger.batch import count_images
-
+        """The job's thread: plan the run (the image count), run it, record the outcome."""
         try:
             job.state = "counting"
-            total = count_images(job.run.inputs, job.run.options.recursive)
-            job.run.total = total
+            # the run's plan: the total, colliding outputs, output places checked before the model
+            total = job.run.prepare().total
             job.progress = {**job.progress, "total": total}
             if job.cancel.is_set():
                 job.state = "cancelled"

@@ -85,7 +85,9 @@ class InterrogatorsResponse(BaseModel):
     """``GET /tagger/v1/interrogators``."""
 
     models: list[str] = Field(
-        ..., title="Models", description="Local model folders first, then the registry keys."
+        ...,
+        title="Models",
+        description="Local model folders that can load first, then the registry keys.",
     )
 
 
@@ -112,6 +114,11 @@ class TagResponse(BaseModel):
         ..., description="Kept character tags (raw names), best first."
     )
     general: dict[str, float] = Field(..., description="Kept general tags (raw names), best first.")
+    other: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Further categories (copyright, artist, meta, quality...; models of other "
+        "tagger families): kept tags by category, best first; quality holds every score.",
+    )
     tags: list[str] = Field(..., description="The caption's tags, as written.")
     text: str = Field(..., description="The caption: the tags joined by the separator.")
 
@@ -165,6 +172,14 @@ class ModelInfo(BaseModel):
     )
     downloaded: bool = Field(..., description="Whether its files are on the server's disk.")
     loaded: bool = Field(..., description="Whether it is loaded in memory now.")
+    loadable: bool = Field(
+        True,
+        description="False for a local folder that cannot load (e.g. its selected_tags.csv "
+        "does not match its model.onnx); such folders are left out of /interrogators.",
+    )
+    error: str | None = Field(
+        None, description="Why the folder cannot load (when loadable is false)."
+    )
 
 
 class ModelsResponse(BaseModel):

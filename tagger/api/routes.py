@@ -8,6 +8,7 @@ models are loaded once through ``tagger.cache`` and run under the service's lock
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from fastapi.params import Depends as DependsParam
 
-from tagger.api.errors import DOCUMENTED, make_route_class
+from tagger.api.errors import DOCUMENTED, BodyGate, make_route_class
 from tagger.api.jobs import JobManager
 from tagger.api.models import (
     CaptionRequest,
@@ -34,7 +35,6 @@ from tagger.api.models import (
 )
 from tagger.api.service import (
     TaggerService,
-    load_request_image,
     model_info,
     picobyte_caption,
     picobyte_queue_entry,
@@ -81,22 +81,22 @@ def interrogate(api: Api, req: InterrogateRequest) -> dict[str, Any]:
     spec = service.resolve(req.model)
     picobyte = bool({"queue", "name_in_queue"} & fields_set(req))
     if not picobyte:
-        image, _ = load_request_image(_required_image(req.image))
+        data = service.image_bytes(_required_image(req.image))
         threshold = TORIATO_DEFAULT_THRESHOLD if req.threshold is None else req.threshold
-        return {"caption": toriato_caption(service.scores(spec, image), threshold)}
+        return {"caption": toriato_caption(service.scores(spec, data), threshold)}
     threshold = PICOBYTE_DEFAULT_THRESHOLD if req.threshold is None else req.threshold
     queue, name = req.queue, req.name_in_queue
     if not queue and not name:
-        image, _ = load_request_image(_required_image(req.image))
-        return {"caption": picobyte_caption(service.scores(spec, image), threshold)}
+        data = service.image_bytes(_required_image(req.image))
+        return {"caption": picobyte_caption(service.scores(spec, data), threshold)}
     if not name:  # read the queue's results
         return {"caption": service.queues.finish(req.model, queue)}
-    image, data = load_request_image(_required_image(req.image))
+    data = service.image_bytes(_required_image(req.image))
     queue = queue or service.queues.new_name()
     stored = service.queues.reserve(queue, name, data)
     if stored is not None:
         try:
-            entry = picobyte_queue_entry(service.scores(spec, image), threshold)
+            entry = picobyte_queue_entry(service.scores(spec, data), threshold)
         except BaseException:
             service.queues.release(queue, stored)
             raise
@@ -131,7 +131,8 @@ def _compat_routes(router: APIRouter, api: Api) -> None:
         summary="Model names (toriato's and picobyte's reply)",
     )
     def get_interrogators() -> dict[str, Any]:
-        """Local model folders, then the registry keys; older keys are accepted as well."""
+        """Local model folders that can load, then the registry keys; older keys are accepted
+        as well (a folder that cannot load is left out; /models says why)."""
         return {"models": api.service.model_keys()}
 
     @router.post(
@@ -161,21 +162,23 @@ def _tag_routes(router: APIRouter, api: Api) -> None:
         """Rating scores, kept character and general tags (raw names, best first) and the
         post-processed caption, as ``tagger tag`` writes it."""
         spec = api.service.resolve(req.model)
-        image, _ = load_request_image(req.image)
-        result = api.service.scores(spec, image).select(req.options)
+        data = api.service.image_bytes(req.image)
+        result = api.service.scores(spec, data).select(req.options)
         tags = caption_tags(result, req.options)
         return {
             "model": spec.key,
             "rating": result.rating,
             "character": result.character,
             "general": result.general,
+            "other": result.other,
             "tags": tags,
             "text": req.options.separator.join(tags),
         }
 
     @router.get("/models", response_model=ModelsResponse, summary="Models with their metadata")
     def get_models() -> dict[str, Any]:
-        """Every model the server knows: local folders first, then the registry."""
+        """Every model the server knows: local folders first, then the registry. A local
+        folder that cannot load is listed with ``loadable: false`` and the reason."""
         from tagger.cache import loaded_models
 
         loaded = loaded_models()
@@ -202,8 +205,8 @@ def _caption_routes(router: APIRouter, api: Api) -> None:
         on the server or the captioner's files are not on disk)."""
         spec = api.service.resolve_captioner(req.model)
         spec = configured_spec(api, spec, req.interrogator)  # the CLIP Interrogator's options
-        image, _ = load_request_image(req.image)
-        return {"model": spec.key, "caption": api.service.caption(spec, image, req.options)}
+        data = api.service.image_bytes(req.image)
+        return {"model": spec.key, "caption": api.service.caption(spec, data, req.options)}
 
     @router.get("/captioners", response_model=InterrogatorsResponse, summary="Captioner names")
     def get_captioners() -> dict[str, Any]:
@@ -221,7 +224,7 @@ def _job_routes(router: APIRouter, api: Api) -> None:
         response_model=JobStatus,
         status_code=202,
         summary="Start a batch job over server folders",
-        responses=_errors(403, 404, 422, 429, 503),
+        responses=_errors(403, 404, 413, 422, 429, 503),
     )
     def post_job(req: JobRequest) -> dict[str, Any]:
         """Tag images in folders on the server and write caption files there, in the
@@ -261,6 +264,7 @@ ROUTE_GROUPS: list[Callable[[APIRouter, Api], None]] = [
     _tag_routes,
     _caption_routes,
     _job_routes,
+    importlib.import_module("tagger.api.families").family_routes,
 ]
 
 
@@ -270,12 +274,14 @@ def as_dependency(item: Any) -> Any:
 
 
 def build_router(api: Api, dependencies: Sequence[Any] = ()) -> APIRouter:
-    """The API's router: every group's routes, the dependencies on each, errors as JSON."""
+    """The API's router: every group's routes, the dependencies on each, errors as JSON, and
+    the service's body limits checked before anything reads a request's body."""
+    limits = api.service.limits
     router = APIRouter(
         prefix=PREFIX,
         tags=["tagger"],
         dependencies=[as_dependency(d) for d in dependencies],
-        route_class=make_route_class(),
+        route_class=make_route_class(limits.max_body_bytes, BodyGate(limits.bodies_in_flight)),
     )
     for add_routes in ROUTE_GROUPS:
         add_routes(router, api)

@@ -24,8 +24,12 @@ def create_app(
     providers: str = "auto",
     device_id: int = 0,
     allowed_dirs: Iterable[str | os.PathLike[str]] = (),
+    max_pixels: int | None = None,
+    max_body_bytes: int | None = None,
+    max_decodes: int | None = None,
 ) -> Any:
-    """A FastAPI app with the tagger API mounted (no lock: requests run side by side)."""
+    """A FastAPI app with the tagger API mounted (no lock: requests run side by side); the
+    limits are ``mount``'s."""
     try:
         from fastapi import FastAPI
     except ImportError as exc:
@@ -46,6 +50,9 @@ def create_app(
         providers=providers,
         device_id=device_id,
         allowed_dirs=allowed_dirs,
+        max_pixels=max_pixels,
+        max_body_bytes=max_body_bytes,
+        max_decodes=max_decodes,
     )
     return app
 
@@ -61,6 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         providers=args.device,
         device_id=args.device_id,
         allowed_dirs=args.allow_dir or (),
+        max_pixels=args.max_pixels,
+        max_body_bytes=args.max_body_bytes,
+        max_decodes=args.max_decodes,
     )
     try:
         import uvicorn
@@ -76,6 +86,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (argparse type)."""
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def add_serve_command(sub: Any) -> None:
@@ -109,6 +130,28 @@ def add_serve_command(sub: Any) -> None:
         help="Execution providers: auto, cpu, cuda, rocm, directml, coreml, openvino, tensorrt.",
     )
     serve.add_argument("--device-id", type=int, default=0, help="GPU index (default 0).")
+    limits = serve.add_argument_group("limits (memory under hostile input)")
+    limits.add_argument(
+        "--max-pixels",
+        type=_positive,
+        metavar="N",
+        help="Largest image accepted, in pixels (default 16777216 = 4096x4096); larger ones "
+        "get 413 before they are decoded.",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        metavar="N",
+        help="Largest request body, in bytes (default: 4 x --max-pixels + 1 MiB, the largest "
+        "uncompressed RGB image in base64: 68157440); larger ones get 413 before being read.",
+    )
+    limits.add_argument(
+        "--max-decodes",
+        type=_positive,
+        metavar="N",
+        help="Images decoded at once, in that many threads (default: as many images of "
+        "--max-pixels as fit in 1 GiB, at most one per core: 2 for the default limit).",
+    )
     serve.add_argument(
         "--log-level",
         default="info",

@@ -172,13 +172,20 @@ def hub_kwargs(captioner: Captioner, *, offline: bool) -> dict[str, Any]:
 
 
 def missing_files(spec: ModelSpec, exc: Exception, what: str = "") -> ModelFilesMissingError:
-    """The error for a registry captioner whose files cannot be had."""
+    """The error for a registry captioner whose files cannot be had: why (offline, the Hub
+    not answering, or the loader's error), the files, and where to put them."""
+    from tagger.hub import offline_reason
+
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    why = offline_reason() or f"{type(exc).__name__}: {first}"
+    files = ", ".join(spec.files)
+    if spec.family == "blip":
+        files += " and the weights (model.safetensors or pytorch_model.bin)"
     return ModelFilesMissingError(
-        f"captioner {spec.key!r} is not on disk and cannot be downloaded ({type(exc).__name__}: "
-        f"{str(exc).splitlines()[0] if str(exc) else ''}). Download "
-        f"https://huggingface.co/{spec.repo_id} (revision {spec.revision}){what} once with "
-        f"network access, or save it as a folder (see the README's Captioners section) and "
-        f"pass that folder with --model/--captioner."
+        f"captioner {spec.key!r} is not on disk and cannot be downloaded ({why}). Either put "
+        f"{files} from https://huggingface.co/{spec.repo_id} (revision {spec.revision}){what} "
+        f"into a folder such as models/{spec.key}/ (see docs/captioners.md) and "
+        f"pass that folder with --model/--captioner, or download it once with network access."
     )
 
 

@@ -7,7 +7,7 @@ BLIP does. Decoding options come from ``CaptionOptions``; their defaults (3 beam
 penalty 1.2, no repeated 3-grams, 5..40 new tokens) stop the known repetition loops. With more
 than one beam, beam search ends as soon as that many finished captions exist (transformers'
 ``early_stopping=True``; the original BLIP code leaves transformers' default, which keeps
-searching while a longer caption could still score better), as the README states.
+searching while a longer caption could still score better), as docs/captioners.md states.
 Only transformers API present in 4.30 (AUTOMATIC1111) and 4.46+ (Forge) is used.
 """
 

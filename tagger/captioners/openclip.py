@@ -114,6 +114,29 @@ def _transform(model: Any, preprocess_cfg: dict[str, Any]) -> Any:
     return open_clip.image_transform(size, is_train=False, mean=mean, std=std)
 
 
+def _require_weights(
+    open_clip: Any, model: str, pretrained: str | None, cache_dir: str | os.PathLike[str] | None
+) -> None:
+    """Fail at once when open_clip would download a tag's weights from the Hub and cannot
+    (``tagger.hub.require_hub_file``) instead of waiting through the Hub client's retries."""
+    from tagger.hub import require_hub_file
+
+    hub_name = (open_clip.get_pretrained_cfg(model, pretrained or "") or {}).get("hf_hub")
+    if not pretrained or not hub_name:
+        return
+    repo_id, file = os.path.split(hub_name)
+    file = file or CLIP_WEIGHTS[1]
+    names = (CLIP_WEIGHTS[0], file) if file == CLIP_WEIGHTS[1] else (file,)
+    require_hub_file(
+        repo_id,
+        names,
+        what=f"CLIP {model} ({pretrained})",
+        cache_dir=cache_dir,
+        fix=f"run once with network access, or put an open_clip folder ({CLIP_CONFIG} + "
+        f"{CLIP_WEIGHTS[0]}) in the model folder and name it in clipcap.json",
+    )
+
+
 def load_clip(
     model: str,
     pretrained: str | None = None,
@@ -154,6 +177,7 @@ def load_clip(
             state = load_state_dict(weight_file)
         else:
             name, preprocess_cfg, state = model, {}, None
+            _require_weights(open_clip, model, pretrained, cache_dir)
             clip = open_clip.create_model(
                 model,
                 pretrained=pretrained or None,

@@ -8,6 +8,7 @@ model's default in its help, so the help is what runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import signal
@@ -187,6 +188,7 @@ def add_tag_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--order", choices=["confidence", "alphabetical", "model"], help=d("order"))
     g.add_argument("--caption-separator", dest="separator", help=d("separator"))
+    importlib.import_module("tagger.cli.families").add_family_options(parser)
 
 
 def add_batch_options(
@@ -244,7 +246,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help=f"Registry key, local model name or model folder (default: {DEFAULT_MODEL}).",
+        action=importlib.import_module("tagger.cli.families").ModelAction,
+        help=f"Registry key, local model name or model folder (default: {DEFAULT_MODEL}); "
+        "repeat it to run an ensemble.",
     )
     add_models_dir_option(g)
     add_hf_cache_option(g)
@@ -622,6 +626,7 @@ def run_with_progress(
         watch.stop()
         bar.close()
     print_summary(summary, args.top_tags)
+    importlib.import_module("tagger.cli.families").write_frequencies(args, summary)
     if summary.cancelled:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed_count else EXIT_OK

@@ -38,12 +38,6 @@ def same(flag: str) -> Spelling:
     return Spelling((flag,))
 
 
-_NO_CATEGORY = (
-    "has no effect: WD14 models' selected_tags.csv holds rating, general and character tags "
-    "only (kohya applies it to other taggers' tag_mapping.json); use --general-threshold and "
-    "--character-threshold"
-)
-
 #: Flags both kohya scripts have.
 SHARED: dict[str, Spelling] = {
     "--batch_size": same("--batch-size"),
@@ -71,10 +65,10 @@ TAG: dict[str, Spelling] = {
     "--tag_replacement": same("--tag-replacement"),
     "--frequency_tags": Spelling(("--top-tags", "all")),
     "--onnx": Spelling(),  # tagger always runs the ONNX model
-    "--meta_threshold": Spelling(value=True, note=_NO_CATEGORY),
-    "--model_threshold": Spelling(value=True, note=_NO_CATEGORY),
-    "--copyright_threshold": Spelling(value=True, note=_NO_CATEGORY),
-    "--artist_threshold": Spelling(value=True, note=_NO_CATEGORY),
+    "--meta_threshold": same("--meta-threshold"),
+    "--model_threshold": same("--model-threshold"),
+    "--copyright_threshold": same("--copyright-threshold"),
+    "--artist_threshold": same("--artist-threshold"),
     "--force_download": Spelling(
         refuse="tagger has no forced download: huggingface_hub checks the cached files; to "
         "fetch them again, remove the model from the Hugging Face cache (huggingface_hub's "
@@ -85,17 +79,9 @@ TAG: dict[str, Spelling] = {
         "and, with --jsonl FILE, a manifest with one line per image; kohya's single JSON file "
         "is not written"
     ),
-    "--use_quality_tags": Spelling(
-        refuse="WD14 models have no quality tags; --use-rating-tags writes the rating tag"
-    ),
-    "--use_quality_tags_as_last_tag": Spelling(
-        refuse="WD14 models have no quality tags; --use-rating-tags-as-last-tag writes the "
-        "rating tag last"
-    ),
-    "--character_tag_expand": Spelling(
-        refuse="tagger does not split 'name_(series)' tags; --tag-replacement writes a tag as "
-        "other text, e.g. 'name_(series),name\\, series'"
-    ),
+    "--use_quality_tags": same("--use-quality-tags"),
+    "--use_quality_tags_as_last_tag": same("--use-quality-tags-as-last-tag"),
+    "--character_tag_expand": same("--character-tag-expand"),
 }
 
 #: ``make_captions.py`` -> ``tagger caption``.
@@ -108,7 +94,7 @@ CAPTION: dict[str, Spelling] = {
     "--min_length": same("--min-length"),
     "--caption_weights": Spelling(
         refuse="tagger loads BLIP from a transformers folder or the Hub, not the original "
-        ".pth file: --model blip-large, blip-base or a folder (see the README's Captioners)"
+        ".pth file: --model blip-large, blip-base or a folder (see docs/captioners.md)"
     ),
 }
 
@@ -158,6 +144,13 @@ def model_for_repo_id(repo_id: str, models_dirs: Iterable[str | os.PathLike[str]
     from tagger.registry import is_wd14_folder, registry_models
 
     text = repo_id.strip().strip("/")
+    if text.count("/") >= 2:  # kohya's owner/name/subdir: a cl_tagger-style release
+        for spec in registry_models():
+            model = str(spec.setting("model_file", ""))
+            if spec.repo_id and f"{spec.repo_id}/{model.rpartition('/')[0]}".lower() == (
+                text.lower()
+            ):
+                return spec.key
     if text.count("/") != 1:
         raise OptionsError(
             f"--repo_id {repo_id!r}: tagger reads SmilingWolf-layout repositories "

@@ -25,6 +25,11 @@ def add_command(sub: Any) -> None:
     add_models_dir_option(models)
     add_hf_cache_option(models)
     models.add_argument("--json", action="store_true", help="Print JSON.")
+    models.add_argument(
+        "--families",
+        action="store_true",
+        help="List the tagger families instead: categories, files and preprocessing.",
+    )
     models.set_defaults(handler=run)
 
 
@@ -77,6 +82,19 @@ def run(args: argparse.Namespace) -> int:
     """Run ``tagger models``."""
     from tagger.registry import list_captioners, list_models
 
+    if getattr(args, "families", False):
+        from tagger.families.spec import family_rows
+
+        families = family_rows()
+        if args.json:
+            print(json.dumps(families, indent=2))
+            return EXIT_OK
+        for row in families:
+            print(f"{row['family']:<12} {row['title']}")
+            print(f"{'':<12} categories: {', '.join(row['categories'])}")
+            print(f"{'':<12} files: {', '.join(row['files'])}")
+            print(f"{'':<12} preprocessing: {row['preprocess']}")
+        return EXIT_OK
     specs = [*list_models(args.models_dir), *list_captioners(args.models_dir)]
     rows = [model_row(spec, args.hf_cache) for spec in specs]
     if args.json:

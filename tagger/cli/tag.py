@@ -151,32 +151,50 @@ def model_name(args: argparse.Namespace) -> str:
     return kohya.model_for_repo_id(args.repo_id, args.models_dir)
 
 
+def tagger_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Where and how the tagger runs, from the model flags (``get_tagger`` / ``ModelConfig``)."""
+    return {
+        "providers": args.device,
+        "device_id": args.device_id,
+        "threads": args.threads,
+        "cache_dir": args.hf_cache,
+        "revision": args.revision,
+        "precision": "fp16" if args.fp16 else "fp32",
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``tagger tag``."""
     from tagger.batch import DeferredModel, check_inputs
     from tagger.cache import get_tagger
+    from tagger.cli.families import model_names, resolve_thresholds
     from tagger.registry import resolve_model
 
+    names = model_names(args, model_name(args))
+    if len(names) > 1 and (getattr(args, "engine", "local") == "ray" or args.captioner):
+        raise OptionsError(
+            "an ensemble (--model given several times) runs on the local engine and without "
+            "--captioner; run those separately"
+        )
+    if len(names) > 1 and args.clip_mode:
+        raise OptionsError("the CLIP filter takes one tagger: drop --clip-filter or extra --model")
     if getattr(args, "engine", "local") == "ray":
         return run_ray(args)
     if getattr(args, "parquet", None):
         raise OptionsError("--parquet needs --engine ray")
+    resolve_thresholds(args)
     tag_options, batch_options = options_from_args(args)
     check_inputs(args.paths)
-    spec = resolve_model(model_name(args), args.models_dir)
+    specs = [resolve_model(name, args.models_dir) for name in names]
     output_options = output_options_from_args(args)
 
     def build() -> Any:  # after the run is planned: nothing loads for a run that cannot write
-        tagger = get_tagger(
-            spec,
-            providers=args.device,
-            device_id=args.device_id,
-            threads=args.threads,
-            cache_dir=args.hf_cache,
-            revision=args.revision,
-            precision="fp16" if args.fp16 else "fp32",
-        )
-        return combined_model(args, tagger)[0]
+        taggers = [get_tagger(spec, **tagger_settings(args)) for spec in specs]
+        if len(taggers) > 1:
+            from tagger.ensemble import Ensemble
+
+            return Ensemble(taggers, args.ensemble, args.min_votes)
+        return combined_model(args, taggers[0])[0]
 
     outputs = ("tags", "caption") if getattr(args, "captioner", None) else ("tags",)
     model = DeferredModel(build, outputs)
@@ -188,14 +206,12 @@ def run_ray(args: argparse.Namespace) -> int:
     from tagger.ray_engine import ModelConfig
     from tagger.registry import resolve_model
 
-    tagger = ModelConfig(
-        resolve_model(model_name(args), args.models_dir),
-        providers=args.device,
-        device_id=args.device_id,
-        threads=args.threads,
-        cache_dir=args.hf_cache,
-        revision=args.revision,
-        precision="fp16" if args.fp16 else "fp32",
-    )
+    spec = resolve_model(model_name(args), args.models_dir)
+    if spec.family != "wd14":
+        raise OptionsError(
+            f"--engine ray runs WD14 models; {spec.key} is a {spec.family} model: use the "
+            "local engine (the default)"
+        )
+    tagger = ModelConfig(spec, **tagger_settings(args))
     config, output_options = ray_config(args, tagger)
     return run_ray_engine(args, config, output_options)

@@ -43,8 +43,10 @@ class Interrogation:
 
 
 def tagger_choices(settings: RuntimeSettings) -> list[str]:
-    """Names offered in the tagger picker: local WD14 folders first, then the registry."""
-    return [spec.key for spec in list_models(settings.models_dirs) if spec.family == TAGGER_FAMILY]
+    """Names offered in the tagger picker: local tagger folders first, then the registry."""
+    from tagger.families import is_tagger_family
+
+    return [spec.key for spec in list_models(settings.models_dirs) if is_tagger_family(spec.family)]
 
 
 def library_available(name: str) -> bool:
@@ -126,7 +128,7 @@ def missing_model_message(
     if kind == "tagger":
         put = f"put {files} from {source} {place}"
     else:
-        put = f"save {source} as the README's Captioners section says, {place}"
+        put = f"save {source} as docs/captioners.md says, {place}"
     cache = hf_cache_dir(settings.hf_cache) or "the Hugging Face cache (HF_HOME)"
     return (
         f"{kind} {spec.key!r} is not on disk and cannot be downloaded ({missing_reason(exc)}). "
@@ -139,7 +141,9 @@ def load_tagger(name: str, settings: RuntimeSettings) -> Any:
     from tagger.cache import get_tagger
 
     spec: ModelSpec = resolve_model(name or settings.default_model, settings.models_dirs)
-    if spec.family != TAGGER_FAMILY:
+    from tagger.families import is_tagger_family
+
+    if not is_tagger_family(spec.family):
         raise OptionsError(f"{spec.key!r} is a {spec.family} model, not a tagger")
     try:
         return get_tagger(
@@ -208,7 +212,10 @@ def interrogate(
         prompt=format_tags(result, options),
         rating=dict(result.rating),
         character=dict(result.character),
-        general=dict(result.general),
+        general={  # further categories (copyright, artist, meta...) shown with the general tags
+            **result.general,
+            **{n: v for c, g in result.other.items() if c != "quality" for n, v in g.items()},
+        },
         caption=caption,
     )
 
@@ -325,3 +332,11 @@ def output_folder_text(folder: str, batch_options: BatchOptions) -> str:
     if batch_options.output_dir:
         return str(Path(batch_options.output_dir))
     return f"beside the images in {folder}"
+
+
+def doctor_text() -> str:
+    """``tagger doctor``'s report (onnxruntime build and providers, the CUDA/cuDNN libraries its
+    CUDA provider needs and where each resolves, torch's CUDA/cuDNN, the fix), as text."""
+    from tagger.doctor import collect
+
+    return collect().format()

@@ -22,6 +22,7 @@ import gradio as gr
 from tagger.errors import OptionsError, TaggerError
 from tagger.options import BatchOptions, TagOptions, dump
 from tagger.ui import actions
+from tagger.ui.categories import add_category_boxes
 from tagger.ui.form import FieldSpec, build_options, field_specs, to_widget
 from tagger.ui.host import Host
 from tagger.ui.presets import default_presets_dir, list_presets, load_preset, save_preset
@@ -141,7 +142,10 @@ class TaggerUI:
                     for spec in self.tag_specs:
                         if spec.key not in MAIN_TAG_KEYS:
                             self.tag_widgets[spec.key] = make_widget(spec, "tagger_opt_")
+                            if spec.key == "category_thresholds":  # one box per category
+                                add_category_boxes(self.tag_widgets[spec.key])
                 self._build_presets()
+                self._build_doctor()
             with gr.Column(scale=1, elem_id="tagger_results"):
                 self._build_results()
         # Keep the declaration order of the model, whatever the layout order.
@@ -232,6 +236,20 @@ class TaggerUI:
             with gr.Row():
                 w["preset_load"] = gr.Button("Load preset", elem_id="tagger_preset_load")
                 w["preset_save"] = gr.Button("Save preset", elem_id="tagger_preset_save")
+
+    def _build_doctor(self) -> None:
+        """The ``tagger doctor`` report: onnxruntime's GPU provider beside torch, and the fix."""
+        w = self.widgets
+        with gr.Accordion("GPU check (tagger doctor)", open=False, elem_id="tagger_doctor"):
+            w["doctor_run"] = gr.Button("Check the GPU setup", elem_id="tagger_doctor_run")
+            w["doctor"] = gr.Textbox(
+                label="Report",
+                lines=12,
+                max_lines=40,
+                interactive=False,
+                show_label=True,
+                elem_id="tagger_doctor_report",
+            )
 
     def _build_results(self) -> None:
         """Prompt, send-to, labels, caption and the info box."""
@@ -325,6 +343,7 @@ class TaggerUI:
             [w["preset"], w["info"]],
         )
         w["preset_load"].click(self.on_preset_load, [w["preset"]], [*option_outputs, w["info"]])
+        w["doctor_run"].click(self.on_doctor, [], [w["doctor"]])
 
     def refresh_outputs(self) -> list[Any]:
         """What "Refresh models" updates: the pickers and the caption box."""
@@ -437,6 +456,12 @@ class TaggerUI:
             self.host.interrupt()
         elif self.current_progress is not None:
             self.current_progress.cancel.set()
+
+    def on_doctor(self) -> str:
+        """The ``tagger doctor`` report as text (the same as the command prints)."""
+        from tagger.ui.actions import doctor_text
+
+        return doctor_text()
 
     def on_unload(self) -> list[str]:
         """Unload every model."""

@@ -109,7 +109,7 @@ def field_specs(model: type[StrictModel]) -> list[FieldSpec]:
     return specs
 
 
-def format_mapping(mapping: dict[str, str]) -> str:
+def format_mapping(mapping: dict[str, Any]) -> str:
     """Write a replacement map in kohya's syntax (``,`` and ``;`` escaped with a backslash).
 
     >>> format_mapping({"cat ears": "animal ears", "a,b": "c"})
@@ -119,7 +119,7 @@ def format_mapping(mapping: dict[str, str]) -> str:
     def esc(text: str) -> str:
         return text.replace("\\", "\\\\").replace(",", "\\,").replace(";", "\\;")
 
-    return ";".join(f"{esc(k)},{esc(v)}" for k, v in mapping.items())
+    return ";".join(f"{esc(str(k))},{esc(str(v))}" for k, v in mapping.items())
 
 
 def to_widget(spec: FieldSpec, value: Any) -> Any:

@@ -1,6 +1,6 @@
 """Every import from the host, in one place (AUTOMATIC1111 1.10 and Forge).
 
-Names used here exist in both hosts with the same signatures (see the host notes in the README):
+Names used here exist in both hosts with the same signatures (see the host notes in docs/webui.md):
 ``modules.script_callbacks``, ``modules.shared``, ``modules.call_queue``, ``modules.paths`` and
 ``modules.infotext_utils`` (``modules.generation_parameters_copypaste`` before webui 1.8).
 ``InputAccordion`` is a class on A1111 and a function on Forge: it is never ``isinstance``'d.

@@ -443,3 +443,24 @@ def test_refresh_shows_the_captioner_only_with_its_libraries(monkeypatch, tmp_pa
     (tmp_path / "presets" / "copied.json").write_text("{}")
     *_, presets = ui.on_page_load()
     assert presets["choices"] == ["copied"]
+
+
+def test_the_gpu_check_shows_the_doctor_report(model_dir: Path) -> None:
+    pytest.importorskip("gradio")
+    import subprocess
+    import sys
+
+    from tagger.ui.app import build_app
+    from tagger.ui.host import RuntimeSettings
+
+    demo = build_app(RuntimeSettings(models_dirs=[model_dir.parent]))
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"tagger_doctor", "tagger_doctor_run", "tagger_doctor_report"} <= ids
+    from tagger.ui.actions import doctor_text
+
+    shown = doctor_text()
+    printed = subprocess.run(
+        [sys.executable, "-m", "tagger", "doctor"], capture_output=True, text=True, check=False
+    ).stdout
+    assert shown.strip() == printed.strip()
+    assert "onnxruntime" in shown
