@@ -219,14 +219,17 @@ def analyze(api: Any, image: Any, options: InterrogatorOptions) -> dict[str, dic
 
 def score(api: Any, image: Any, texts: Sequence[str], model: str) -> tuple[str, list[Any]]:
     """(scorer key, each text's scores) for one image."""
-    from tagger.api.service import looks_like_path
+    from tagger.registry import name_problem
     from tagger.scoring import get_scorer
     from tagger.scoring.itm import itm_models, resolve_itm
 
     service = api.service
-    if looks_like_path(model):
+    problem = name_problem(model)
+    if problem is not None:
         valid = ", ".join(s.key for s in itm_models(service.models_dirs))
-        raise ModelNotFoundError(f"scorer {model!r} looks like a path; name one of: {valid}")
+        raise ModelNotFoundError(
+            f"scorer {model[:80]!r} is not a model name ({problem}); name one of: {valid}"
+        )
     if not texts or len(texts) > MAX_TEXTS:
         raise OptionsError(f"texts: send 1 to {MAX_TEXTS} texts, not {len(texts)}")
     long = [i for i, text in enumerate(texts) if len(text) > MAX_TEXT]
