@@ -215,7 +215,7 @@ BAD_REQUESTS = [
     ),
     ("/interrogator/analyze", {"image": "IMG", "clip_model_name": 3}, 422, "clip_model_name"),
     ("/tagger/v1/score", {"image": "IMG", "texts": []}, 422, "1 to 64"),
-    ("/tagger/v1/score", {"image": "IMG", "texts": ["a"], "model": "../x"}, 404, "not a model name"),
+    ("/tagger/v1/score", {"image": "IMG", "texts": ["a"], "model": "../x"}, 404, "not a model"),
     ("/tagger/v1/score", {"image": "IMG", "texts": ["a"], "model": "nope"}, 404, "unknown scorer"),
     ("/tagger/v1/score", {"image": "IMG", "texts": ["a" * 2001]}, 422, "longer than"),
     ("/tagger/v1/caption", {"image": "IMG", "interrogator": {}}, 422, "interrogator options"),
