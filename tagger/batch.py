@@ -107,8 +107,8 @@ class ImageResult:
     caption: str | None = None
     clip: dict[str, float] | None = None
     usage: dict[str, float] | None = None
-    #: More of the sidecar JSON, by key (an ensemble's per-model scores: ``models``; SBG's
-    #: keywords and candidates: ``sbg``).
+    #: More of the sidecar JSON and the manifest line, by key (an ensemble's per-model scores:
+    #: ``models``; SBG's keywords and candidates: ``sbg``; reranked caption candidates).
     extra: dict[str, Any] | None = None
     #: Keyphrases (KeyBERT) with their scores, in the extractor's order; written as tags after
     #: the model's tags (``tagger.keywords``).
@@ -696,6 +696,7 @@ class BatchRun:
             record["keywords"] = list(image.keywords)
         if image.usage:
             record["usage"] = dict(image.usage)
+        record.update(image.extra or {})
         if self.manifest is not None:
             self.manifest.write({"file_name": self.manifest.file_name(item.path), **record})
         if image.tags is not None:

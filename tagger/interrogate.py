@@ -230,9 +230,8 @@ class Interrogator:
             raw = row["ids"]
             result.caption = self.captioner.postprocess(raw, self.caption_options)
             result.usage = getattr(raw, "usage", None) or None
-            sidecar = getattr(self.captioner, "sidecar", None)  # SBG: keywords and candidates
-            if sidecar is not None:
-                result.extra = sidecar(raw)
+            # SBG's keywords and candidates, the CLIP Interrogator's parts, reranked candidates
+            result.extra = self.captioner.details(raw, self.caption_options)
         if self.tagger is not None:
             done = row.get("tag_result")
             if done is None or done[0] != options:

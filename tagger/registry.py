@@ -590,6 +590,18 @@ _CAPTIONER_ENTRIES: tuple[ModelSpec, ...] = (
         description="ClipCap MLP, COCO, CLIP ViT-B/32 (Google Drive only: put coco_weights.pt "
         "in models/clipcap-coco/)",
     ),
+    # The CLIP Interrogator (tagger.interrogator): a caption plus the bank terms CLIP finds
+    # closest to the image. Its CLIP model, caption model and mode are InterrogatorOptions; its
+    # files are those of its parts (open_clip weights, the captioner, clip-interrogator's banks).
+    ModelSpec(
+        key="clip-interrogator",
+        family="clip-interrogator",
+        files=(),
+        input_size=224,
+        description="CLIP Interrogator: a caption plus the artists, mediums, movements, "
+        "trending sites and flavors CLIP ranks closest (modes best, classic, fast, negative)",
+        aliases=("clip_interrogator", "interrogator"),
+    ),
 )
 
 # Selective Blind Guessing (Huynh et al. 2024): the label list and the encyclopedia as the paper's
@@ -766,6 +778,8 @@ def captioner_family(folder: Path) -> str | None:
         except (OSError, ValueError):
             return None
         if isinstance(data, dict) and data.get("model_type") == "blip":
+            if "BlipForImageTextRetrieval" in (data.get("architectures") or []):
+                return None  # an image-text matching model (tagger.scoring), not a captioner
             return "blip"
         if isinstance(data, dict) and data.get("model_type") in VLM_MODEL_TYPES:
             return VLM_MODEL_TYPES[data["model_type"]]

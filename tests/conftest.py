@@ -88,6 +88,37 @@ def clipcap_dir(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path) -> Pat
     return make_clipcap_dir(tmp_path_factory.mktemp("captioners") / "tiny-clipcap", clip_dir)
 
 
+# -- the CLIP Interrogator and the image-text scorers (tests/tiny_interrogator.py) -----------
+
+
+@pytest.fixture(scope="session")
+def ci_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny open_clip folder whose text tower has CLIP's 77-token context."""
+    pytest.importorskip("torch")
+    pytest.importorskip("open_clip")
+    from tiny_interrogator import make_ci_clip_dir
+
+    return make_ci_clip_dir(tmp_path_factory.mktemp("interrogator") / "ci-clip")
+
+
+@pytest.fixture(scope="session")
+def ci_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clip-interrogator data files (artists.txt ... negative.txt) of made-up terms."""
+    from tiny_interrogator import make_banks
+
+    return make_banks(tmp_path_factory.mktemp("interrogator") / "data")
+
+
+@pytest.fixture(scope="session")
+def itm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BLIP image-text matching folder (BlipForImageTextRetrieval)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny_interrogator import make_itm_dir
+
+    return make_itm_dir(tmp_path_factory.mktemp("scorers") / "tiny-itm")
+
+
 # -- CI's extras stages: a stage that runs nothing must fail ------------------------------------
 
 

@@ -546,7 +546,9 @@ def test_mount_twice_registers_routes_once(model_dir: Path) -> None:
     mount(app, models_dirs=[model_dir.parent])
     assert _operations(app) == before
     assert before.count(("post", f"{URL}/interrogate")) == 1
-    assert len(before) == 15 + 7 + 2 + 4  # dataset, keywords and sbg, 4 VLM routes
+    assert (
+        len(before) == 15 + 7 + 2 + 4 + 6
+    )  # dataset, keywords and sbg, VLM, CLIP Interrogator and scorers
     schema = client(app).get("/openapi.json").json()
     assert schema["paths"][f"{URL}/interrogate"]["post"]["responses"]["404"]
 
@@ -569,7 +571,9 @@ def test_dependencies_guard_every_route(model_dir: Path, image: Path) -> None:
         app = make_app(models_dirs=[model_dir.parent], dependencies=[dependency])
         api = client(app)
         operations = _operations(app)
-        assert len(operations) == 15 + 7 + 2 + 4  # the dataset, keywords, sbg and VLM routes too
+        assert (
+            len(operations) == 15 + 7 + 2 + 4 + 6
+        )  # dataset, keywords and sbg, VLM, CLIP Interrogator and scorers
         for method, route in operations:
             path = route.replace("{job_id}", "x")
             response = api.request(method, path, json={"image": b64(image), "model": "tiny-v3"})

@@ -21,6 +21,8 @@ from tiny import make_image
 from tagger.registry import DEFAULT_MODEL
 
 EXAMPLES_PER_OPERATION = 40
+#: Routes whose models need torch and their files (a 503 there is the server's state).
+TORCH_ROUTES = ("/caption", "/score", "/analyze", "/interrogator/prompt", "/interrogator/models")
 #: Three times in four a generated model name, image or input folder is replaced by a real one.
 FIX_OFTEN = st.sampled_from([True, True, True, False])
 
@@ -74,11 +76,11 @@ def _fuzz(
         case.body = _fix(case.body, choice, valid, fields)
         response = case.call()
         statuses.add(response.status_code)
-        # 503 on /caption, /sbg and /keywords: this server has no captioning or keyphrase
-        # libraries or model files, a state of the server (documented), not a client's
-        # mistake; anything else 5xx is a bug.
-        unequipped = case.path.endswith(("/caption", "/sbg", "/keywords"))
-        equipped = not (unequipped and response.status_code == 503)
+        # 503 on /caption, /sbg, /keywords and the routes of the CLIP Interrogator and the
+        # caption scorers: this server has no captioning or keyphrase libraries or model files,
+        # a state of the server (documented), not a client's mistake; anything else 5xx is a bug.
+        needs_models = case.path.endswith((*TORCH_ROUTES, "/sbg", "/keywords"))
+        equipped = not (needs_models and response.status_code == 503)
         assert response.status_code < 500 or not equipped, (case.path, case.body, response.text)
         assert response.status_code in documented, (case.path, response.status_code)
         if response.status_code >= 400:
@@ -103,7 +105,9 @@ def test_no_server_errors_over_the_openapi_schema(model_dir: Path, tmp_path: Pat
     }
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 15 + 7 + 2 + 4  # dataset, keywords and sbg, 4 VLM routes
+    assert (
+        len(operations) == 15 + 7 + 2 + 4 + 6
+    )  # dataset, keywords and sbg, VLM, CLIP Interrogator and scorers
     seen: dict[str, set[int]] = {}
     for operation in operations:
         described = document["paths"][operation.path][operation.method]

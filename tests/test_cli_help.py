@@ -14,6 +14,7 @@ from tagger.captioners.blip import BlipCaptioner
 from tagger.captioners.clip_filter import default_cache_dir
 from tagger.captioners.clipcap import ClipCapCaptioner
 from tagger.cli import COMMANDS, build_parser
+from tagger.cli.captioner_flags import CI_FLAGS, RERANK_FLAGS, interrogator_options
 from tagger.cli.common import (
     CLIP_FLAGS,
     caption_options_from_args,
@@ -23,6 +24,7 @@ from tagger.cli.common import (
 )
 from tagger.cli.keyword_flags import KEYWORD_FLAGS, keyword_options_from_args
 from tagger.options import dump
+from tagger.scoring.rerank import RerankOptions
 
 DEFAULT = re.compile(r"\(default:? ((?:[^()]|\([^()]*\))*)\)")
 
@@ -50,7 +52,7 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 def _effective(command: str) -> dict[str, Any]:
     """What a run of ``command`` without flags gets, by dest."""
-    argv = [command, "images"] if command in ("tag", "caption", "keywords") else [command]
+    argv = [command, "images"] if command in ("tag", "caption", "keywords", "score") else [command]
     if command == "dataset":  # its actions' defaults: tests/test_dataset_cli.py
         argv = [command, "stats", "images"]
     args = build_parser().parse_args(argv)
@@ -60,6 +62,13 @@ def _effective(command: str) -> dict[str, Any]:
         values.update(dump(caption_options_from_args(args)))
         values.update(dump(tag))
         values.update(dump(batch))  # BatchOptions.batch_size is --batch-size
+    if command in ("tag", "caption"):  # the --ci-* and --rerank-* flags
+        ci = dump(interrogator_options(args))  # the CLIP Interrogator's --ci-* flags
+        values.update({flag: ci[field] for flag, field in CI_FLAGS.items()})
+        rerank = dump(RerankOptions())  # --rerank-* (a run without --rerank has the defaults)
+        values.update({flag: rerank[field] for flag, field in RERANK_FLAGS.items()})
+    if command == "score":
+        values.update(dump(options_from_args(args)[1]))
     if command in ("tag", "caption"):  # the --vlm-* flags: VlmOptions, dest vlm_<field>
         from tagger.cli.vlm_flags import PREFIX, vlm_options_from_args
 

@@ -63,6 +63,7 @@ def mount(
     if getattr(app.state, STATE_ATTRIBUTE, None) is not None:
         log.debug("tagger API already mounted on this app")
         return
+    from tagger.api.interrogator import include as include_interrogator_routes
     from tagger.api.jobs import JobManager
     from tagger.api.paths import AllowList
     from tagger.api.routes import Api, build_router
@@ -87,6 +88,7 @@ def mount(
 
     configure_endpoints(service, None)
     app.include_router(build_vlm_router(api, dependencies))
+    include_interrogator_routes(app, api, dependencies)
     app.openapi_schema = None  # regenerate the schema with the new routes
     setattr(app.state, STATE_ATTRIBUTE, api)
     log.info(

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr
 
+from tagger.interrogator.options import InterrogatorOptions
 from tagger.options import BatchOptions, CaptionOptions, StrictModel, TagOptions
 from tagger.registry import DEFAULT_CAPTIONER, DEFAULT_MODEL
 from tagger.vlm.options import VlmOptions
@@ -146,6 +147,11 @@ class CaptionRequest(StrictModel):
     )
     tagger: StrictStr | None = Field(
         None, description="For a VLM: a tagger whose kept tags fill the prompt's tag fields."
+    )
+    interrogator: InterrogatorOptions | None = Field(
+        None,
+        description="For model clip-interrogator: its mode, CLIP model, caption model and banks "
+        "(model names only, no server paths).",
     )
 
 

@@ -193,7 +193,8 @@ def _tag_routes(router: APIRouter, api: Api) -> None:
 
 
 def _caption_routes(router: APIRouter, api: Api) -> None:
-    """``caption`` and ``captioners`` (BLIP, CLIP-prefix GPT-2)."""
+    """``caption`` and ``captioners`` (BLIP, CLIP-prefix GPT-2, the CLIP Interrogator)."""
+    from tagger.api.interrogator import configured_spec
 
     @router.post(
         "/caption",
@@ -209,6 +210,7 @@ def _caption_routes(router: APIRouter, api: Api) -> None:
             from tagger.api.vlm_routes import caption_route
 
             return caption_route(api.service, req)
+        spec = configured_spec(api, spec, req.interrogator)  # the CLIP Interrogator's options
         data = api.service.image_bytes(req.image)
         return {"model": spec.key, "caption": api.service.caption(spec, data, req.options)}
 

@@ -40,8 +40,8 @@ _captioners: ModelCache[Captioner] = ModelCache()
 
 
 def captioner_class(family: str) -> type[Captioner]:
-    """The captioner class of a model family (``blip``, ``clipcap``, ``sbg``, or a VLM family
-    of ``tagger.vlm``)."""
+    """The captioner class of a model family (``blip``, ``clipcap``, ``sbg``,
+    ``clip-interrogator``, ``rerank``, or a VLM family of ``tagger.vlm``)."""
     if family == "blip":
         from tagger.captioners.blip import BlipCaptioner
 
@@ -54,12 +54,21 @@ def captioner_class(family: str) -> type[Captioner]:
         from tagger.captioners.sbg import SbgCaptioner
 
         return SbgCaptioner
+    if family == "clip-interrogator":
+        from tagger.interrogator.captioner import InterrogatorCaptioner
+
+        return InterrogatorCaptioner
+    if family == "rerank":
+        from tagger.scoring.rerank import RerankCaptioner
+
+        return RerankCaptioner
     from tagger.vlm import is_vlm_family, vlm_class
 
     if is_vlm_family(family):
         return vlm_class(family)
     raise ModelNotFoundError(
-        f"model family {family!r} is not a captioner (blip, clipcap, sbg or a VLM family)"
+        f"model family {family!r} is not a captioner (blip, clipcap, sbg, clip-interrogator, "
+        "rerank or a VLM family)"
     )
 
 
@@ -86,6 +95,7 @@ def get_captioner(
     spec = model if isinstance(model, ModelSpec) else resolve_captioner(model, models_dirs)
     key: tuple[object, ...] = (spec.key, str(spec.path), revision or spec.revision, device)
     key += (device_id, half)
+    key += spec.settings  # a configured model (the CLIP Interrogator's options) is its own entry
     extra: dict[str, object] = {}
     if is_vlm_family(spec.family):
         from tagger.options import dump

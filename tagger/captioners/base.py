@@ -131,6 +131,11 @@ class Captioner:
         """Generated token ids -> caption text."""
         raise NotImplementedError
 
+    def details(self, raw: Any, options: CaptionOptions) -> dict[str, Any] | None:
+        """What else one image's ``forward`` output tells, for its JSON sidecar and manifest
+        line (the CLIP Interrogator's caption part, reranked candidates); None by default."""
+        return None
+
     def collate(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """Stack preprocessed images into a batch."""
         torch = require("torch")

@@ -502,6 +502,6 @@ class SbgCaptioner(Captioner):
         """The chosen caption."""
         return ids.caption
 
-    def sidecar(self, ids: Any) -> dict[str, Any]:
+    def details(self, raw: Any, options: CaptionOptions) -> dict[str, Any]:
         """The keywords and candidates of one image, for ``<stem>.json``."""
-        return ids.sidecar()
+        return raw.sidecar()

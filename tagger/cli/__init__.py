@@ -35,6 +35,7 @@ COMMANDS = (
     "doctor",
     "dataset",
     "keywords",
+    "score",
 )
 
 

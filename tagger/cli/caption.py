@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from tagger.cli import kohya
+from tagger.cli.captioner_flags import add_captioner_flags
 from tagger.cli.common import (
     add_batch_options,
     add_decoding_options,
@@ -40,7 +41,8 @@ def add_command(sub: Any) -> None:
     """Register ``tagger caption``."""
     cap = sub.add_parser(
         "caption",
-        help="caption images with BLIP, CLIP-prefix GPT-2 or a vision-language model; writes "
+        help="caption images with BLIP, CLIP-prefix GPT-2, the CLIP Interrogator or a "
+        "vision-language model; writes "
         f"<stem>{CAPTION_EXTENSION}",
         description="Caption images (files, folders, globs) and write caption files.",
         epilog=kohya_epilog("make_captions.py"),
@@ -60,6 +62,7 @@ def add_command(sub: Any) -> None:
     g.add_argument("--device-id", type=non_negative, default=0, help="GPU index (default: 0).")
     add_decoding_options(cap)
     add_vlm_options(cap)
+    add_captioner_flags(cap)
     add_batch_options(cap, defaults={"caption_extension": CAPTION_EXTENSION})
     add_engine_options(cap)
     add_progress_option(cap)
@@ -84,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(args.paths)
     build_captioner(args.model, args, device=args.device, revision=args.revision)  # checks flags
 
-    def build() -> (
-        Interrogator
-    ):  # after the run is planned: nothing loads for a run that cannot write
+    # The model is built after the run is planned: nothing loads for a run that cannot write.
+    def build() -> Interrogator:
         captioner = build_captioner(args.model, args, device=args.device, revision=args.revision)
         return Interrogator(None, captioner, options, tag_options=tag_options)
 

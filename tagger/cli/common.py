@@ -459,8 +459,8 @@ def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOption
     ``tagger caption``) alone, or an ``InterrogatorConfig`` with the captioner / CLIP filter the
     flags ask for. Paths and names are resolved here, so a bad one fails before Ray starts."""
     from tagger.captioners.common import torch_device_for
+    from tagger.cli.captioner_flags import captioner_spec
     from tagger.ray_engine import CaptionerConfig, ClipFilterConfig, InterrogatorConfig
-    from tagger.registry import resolve_captioner
 
     output = output_options_from_args(args)
     captioner_name = args.model if tagger is None else getattr(args, "captioner", None)
@@ -472,7 +472,7 @@ def ray_config(args: argparse.Namespace, tagger: Any) -> tuple[Any, OutputOption
     if captioner_name:
         from tagger.cli.vlm_flags import vlm_config
 
-        spec = resolve_captioner(captioner_name, args.models_dir)
+        spec = captioner_spec(captioner_name, args)
         captioner = CaptionerConfig(
             spec,
             device=device,

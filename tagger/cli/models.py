@@ -49,6 +49,17 @@ def model_row(spec: Any, hf_cache: str | None) -> dict[str, Any]:
     from tagger.hub import is_downloaded
 
     downloadable = spec.path is None and spec.repo_id is not None
+    if spec.family == "clip-interrogator":  # made of other models, fetched when it runs
+        return {
+            "key": spec.key,
+            "family": spec.family,
+            "source": "its CLIP and caption models (--ci-clip-model, --ci-caption-model) and "
+            "the clip-interrogator package's banks",
+            "on_disk": False,
+            "downloadable": True,
+            "availability": DOWNLOAD,
+            "description": spec.description,
+        }
     if spec.path:
         source = str(spec.path)
     elif spec.repo_id:

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from tagger.cli import kohya
+from tagger.cli.captioner_flags import add_captioner_flags
 from tagger.cli.common import (
     add_batch_options,
     add_clip_options,
@@ -105,6 +106,7 @@ def add_combined_options(parser: argparse.ArgumentParser) -> None:
     )
     add_decoding_options(parser, prefix="caption-")
     add_vlm_options(parser)
+    add_captioner_flags(parser)
     add_clip_options(parser)
 
 

@@ -164,10 +164,10 @@ def build_captioner(
 ) -> Any:
     """The (not yet loaded) captioner ``name`` with the VLM options and guide of the flags."""
     from tagger.captioners import get_captioner
-    from tagger.registry import resolve_captioner
+    from tagger.cli.captioner_flags import captioner_spec
     from tagger.vlm import is_vlm_family
 
-    spec = resolve_captioner(name, args.models_dir)
+    spec = captioner_spec(name, args)  # the CLIP Interrogator's and --rerank's flags too
     common: dict[str, Any] = {
         "device": device,
         "device_id": args.device_id,

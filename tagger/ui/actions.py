@@ -28,6 +28,7 @@ CAPTIONER_LIBRARIES = {
     "blip": ("torch", "transformers"),
     "clipcap": ("torch", "transformers", "open_clip"),
     "sbg": ("torch", "transformers", "open_clip"),
+    "clip-interrogator": ("torch", "transformers", "open_clip"),
 }
 
 

@@ -158,6 +158,9 @@ class TaggerUI:
         from tagger.ui.vlm import build_vlm_panel  # VLM captions, below the tab (tagger.vlm)
 
         self.vlm_panel = build_vlm_panel(self)
+        from tagger.ui.interrogator import build_interrogator_ui
+
+        self.interrogator = build_interrogator_ui(self.host)  # its own section, below
         return w
 
     def _build_batch(self) -> None:

@@ -92,10 +92,15 @@ def test_tab_is_built_with_send_to_buttons(webui, model_dir: Path) -> None:
     block, label, elem_id = tabs[0]
     assert isinstance(block, gr.Blocks)
     assert (label, elem_id) == ("Tagger", "tagger")
-    bindings = [  # the Dataset sub-tab's own: tests/webui/test_dataset_tab.py
+    every = webui.infotext_utils.registered_param_bindings
+    # the CLIP Interrogator section has send-to buttons of its own (its prompt and image)
+    ci = [b for b in every if b.source_text_component.elem_id == "tagger_ci_paste_text"]
+    assert [b.tabname for b in ci] == ["txt2img", "img2img"]
+    assert {b.source_image_component.elem_id for b in ci} == {"tagger_ci_image"}
+    bindings = [  # and the Dataset sub-tab's own: tests/webui/test_dataset_tab.py
         b
-        for b in webui.infotext_utils.registered_param_bindings
-        if b.source_text_component.elem_id != "tagger_ds_paste_text"
+        for b in every
+        if b not in ci and b.source_text_component.elem_id != "tagger_ds_paste_text"
     ]
     assert [b.tabname for b in bindings] == ["txt2img", "img2img"]
     # The text the host parses is the hidden infotext box, not the prompt box itself.
