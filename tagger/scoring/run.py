@@ -236,9 +236,9 @@ class ScoreRun(BatchRun):
         return None
 
     # -- per image --------------------------------------------------------------------------
-    def _decode_item(self, item: ImageItem) -> tuple[Any, str]:
+    def _decode_item(self, item: ImageItem, targets: Targets | None = None) -> tuple[Any, str]:
         """The image's scorer input and its caption's text (read strictly as UTF-8)."""
-        targets = self.targets(item)
+        targets = targets if targets is not None else self.targets(item)
         try:
             found = read_text_file(targets.caption)
         except (OutputError, OSError) as exc:
