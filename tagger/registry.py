@@ -402,7 +402,7 @@ def local_spec(path: str | os.PathLike[str], key: str | None = None) -> ModelSpe
         raise ModelNotFoundError(
             f"{str(folder)!r} is not a WD14 model folder: it lacks {', '.join(missing)} "
             f"(a model folder holds {' and '.join(WD14_FILES)}, or another family's files: "
-            "see the README's tagger families)"
+            "see docs/families.md)"
         )
     return ModelSpec(
         key=key or folder.name,
