@@ -22,7 +22,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -346,6 +346,26 @@ def nucleus_chooser(
 # -- the captioner --------------------------------------------------------------------------
 
 
+def gpt2_tokenizer(folders: Iterable[Path | None], cache_dir: Any) -> Any:
+    """The stock GPT-2 tokenizer: ``vocab.json`` and ``merges.txt`` from the first of ``folders``
+    that holds both, else the ``gpt2`` files downloaded (or found in the Hugging Face cache)."""
+    transformers = require("transformers")
+    for folder in folders:
+        if folder is not None and all((folder / n).is_file() for n in GPT2_TOKENIZER_FILES):
+            files = {name: folder / name for name in GPT2_TOKENIZER_FILES}
+            break
+    else:
+        tokenizer_spec = ModelSpec(
+            key="gpt2-tokenizer",
+            family="tokenizer",
+            repo_id=GPT2_TOKENIZER_REPO,
+            revision="main",
+            files=GPT2_TOKENIZER_FILES,
+        )
+        files = model_files(tokenizer_spec, cache_dir=cache_dir)
+    return transformers.GPT2Tokenizer(str(files["vocab.json"]), str(files["merges.txt"]))
+
+
 class ClipCapCaptioner(Captioner):
     """A CLIP-prefix GPT-2 captioner (registry entry or local folder)."""
 
@@ -386,20 +406,7 @@ class ClipCapCaptioner(Captioner):
 
     def _tokenizer(self) -> Any:
         """GPT-2 tokenizer: the folder's vocab.json + merges.txt, else the stock gpt2 files."""
-        transformers = require("transformers")
-        folder = self.spec.path
-        if folder is not None and all((folder / n).is_file() for n in GPT2_TOKENIZER_FILES):
-            files = {name: folder / name for name in GPT2_TOKENIZER_FILES}
-        else:
-            tokenizer_spec = ModelSpec(
-                key="gpt2-tokenizer",
-                family="tokenizer",
-                repo_id=GPT2_TOKENIZER_REPO,
-                revision="main",
-                files=GPT2_TOKENIZER_FILES,
-            )
-            files = model_files(tokenizer_spec, cache_dir=self.cache_dir)
-        return transformers.GPT2Tokenizer(str(files["vocab.json"]), str(files["merges.txt"]))
+        return gpt2_tokenizer((self.spec.path,), self.cache_dir)
 
     def _load(self) -> None:
         """Read config, checkpoint, tokenizer and CLIP."""

@@ -47,7 +47,7 @@ from tagger.captioners.sbg_vocab import (
 from tagger.errors import ModelFilesMissingError, ModelLoadError
 from tagger.hub import model_files, offline_env, tagger_cache_dir
 from tagger.options import CaptionOptions
-from tagger.registry import GPT2_TOKENIZER_FILES, GPT2_TOKENIZER_REPO, SBG_CONFIG, ModelSpec
+from tagger.registry import SBG_CONFIG, ModelSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -281,21 +281,9 @@ class SbgCaptioner(Captioner):
     def _tokenizer(self, generator: Path) -> Any:
         """The stock GPT-2 tokenizer the generator was trained with: ``vocab.json`` and
         ``merges.txt`` from the model folder or the generator folder, else downloaded."""
-        transformers = require("transformers")
-        for folder in (self.spec.path, generator):
-            if folder is not None and all((folder / n).is_file() for n in GPT2_TOKENIZER_FILES):
-                files = {name: folder / name for name in GPT2_TOKENIZER_FILES}
-                break
-        else:
-            tokenizer_spec = ModelSpec(
-                key="gpt2-tokenizer",
-                family="tokenizer",
-                repo_id=GPT2_TOKENIZER_REPO,
-                revision="main",
-                files=GPT2_TOKENIZER_FILES,
-            )
-            files = model_files(tokenizer_spec, cache_dir=self.cache_dir)
-        return transformers.GPT2Tokenizer(str(files["vocab.json"]), str(files["merges.txt"]))
+        from tagger.captioners.clipcap import gpt2_tokenizer
+
+        return gpt2_tokenizer((self.spec.path, generator), self.cache_dir)
 
     def _load(self) -> None:
         """Read the config, the label files, the generator, the tokenizer and CLIP, then the
