@@ -390,6 +390,25 @@ def test_trending_terms_are_the_packages(package) -> None:
     assert trending_terms() == package.trendings.labels
 
 
+def test_a_merged_tables_rows_are_gathered_block_by_block() -> None:
+    """``Table.take`` on a merged table (one block per bank) returns exactly the rows a single
+    concatenated matrix would, in the order asked, repeats included; bad indices raise."""
+    from tagger.interrogator.engine import Table
+
+    gen = torch.Generator().manual_seed(0)
+    blocks = [torch.randn(n, 4, generator=gen) for n in (3, 1, 5, 2)]
+    whole = torch.cat(blocks)
+    table = Table.merge(
+        [Table([f"{n}-{i}" for i in range(len(b))], [b]) for n, b in enumerate(blocks)]
+    )
+    for indices in ([0, 3, 4, 9, 10, 2, 2, 5], [10], [4, 3, 0], []):
+        expected = whole[torch.tensor(indices, dtype=torch.long)]
+        assert torch.equal(table.take(indices), expected), indices
+    for bad in ([11], [-1]):
+        with pytest.raises(IndexError, match="11 rows"):
+            table.take(bad)
+
+
 def test_options_validation_and_low_vram() -> None:
     from pydantic import ValidationError
 

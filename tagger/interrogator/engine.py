@@ -174,10 +174,22 @@ class Table:
         """The rows at ``indices``, stacked in that order."""
         import torch
 
-        whole = self.blocks[0] if len(self.blocks) == 1 else None
-        if whole is not None:
-            return whole[torch.tensor(list(indices), dtype=torch.long, device=whole.device)]
-        return torch.stack([self.rows(i, i + 1)[0] for i in indices])
+        first = self.blocks[0]
+        wanted = torch.tensor(list(indices), dtype=torch.long, device=first.device)
+        if len(self.blocks) == 1:
+            return first[wanted]
+        # one gather per block: which block each index falls in, and its row there
+        sizes = torch.tensor([b.shape[0] for b in self.blocks], device=first.device)
+        ends = sizes.cumsum(0)
+        block_of = torch.bucketize(wanted, ends, right=True)
+        if wanted.numel() and (int(wanted.min()) < 0 or int(block_of.max()) >= len(self.blocks)):
+            raise IndexError(f"row indices outside the table's {len(self)} rows")
+        out = first.new_empty((wanted.numel(), first.shape[1]))
+        for b, block in enumerate(self.blocks):
+            here = (block_of == b).nonzero()[:, 0]
+            if here.numel():
+                out[here] = block[wanted[here] - (ends[b] - sizes[b])]
+        return out
 
     @staticmethod
     def merge(tables: Sequence[Table]) -> Table:
