@@ -298,6 +298,7 @@ class TextStyle:
 
 #: Files tagger creates: UTF-8 without a BOM, ``\n``, a final line ending.
 NEW_FILE_STYLE = TextStyle()
+_NO_FINAL_NEWLINE = TextStyle(final_newline=False)
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,8 @@ def sniff_style(data: bytes) -> TextStyle:
     >>> sniff_style(b"")
     TextStyle(bom=False, newline='\\n', final_newline=True)
     """
+    if b"\r" not in data and not data.startswith(UTF8_BOM):  # the usual file: shared styles
+        return NEW_FILE_STYLE if not data or data.endswith(b"\n") else _NO_FINAL_NEWLINE
     bom = data.startswith(UTF8_BOM)
     body = data[len(UTF8_BOM) :] if bom else data
     if not body:
@@ -342,6 +345,12 @@ def decode_text(data: bytes, source: str) -> TextFile:
     tagger.errors.TextEncodingError: a.txt: is not UTF-8 text (byte 0xe9 at offset 3); ...
     """
     style = sniff_style(data)
+    return TextFile(decode_body(data, style, source), style)
+
+
+def decode_body(data: bytes, style: TextStyle, source: str) -> str:
+    """The text of a file's bytes laid out as ``style`` says (``sniff_style``): without the
+    BOM, with ``\n`` line endings; strict UTF-8 (raises ``TextEncodingError``)."""
     body = data[len(UTF8_BOM) :] if style.bom else data
     try:
         text = body.decode("utf-8")
@@ -355,7 +364,7 @@ def decode_text(data: bytes, source: str) -> TextFile:
         ) from None
     if style.newline != "\n":
         text = text.replace(style.newline, "\n")
-    return TextFile(text, style)
+    return text
 
 
 def encode_text(text: str, style: TextStyle) -> bytes:
@@ -377,10 +386,10 @@ def encode_text(text: str, style: TextStyle) -> bytes:
     return (UTF8_BOM if style.bom else b"") + body.encode("utf-8")
 
 
-def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
-    """Open a file for reading, or None when it does not exist; a symbolic link raises
-    ``OutputError`` (tagger reads a caption or manifest only where it would write one), a
-    folder too."""
+def _open_fd_nofollow(path: str | os.PathLike[str]) -> int | None:
+    """A read-only descriptor of a regular file, or None when it does not exist; a symbolic
+    link raises ``OutputError`` (tagger reads a caption or manifest only where it would write
+    one), a folder too."""
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     try:
         fd = os.open(path, flags)
@@ -392,19 +401,54 @@ def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
         if Path(path).is_symlink():  # ELOOP from O_NOFOLLOW
             raise link_error(path) from None
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
-    if stat.S_ISDIR(os.fstat(fd).st_mode):
+    return fd
+
+
+def _folder_error(fd: int, path: str | os.PathLike[str]) -> tuple[OutputError | None, int]:
+    """(``OutputError`` when the descriptor is a folder else None, the file's size)."""
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        return OutputError(os.fspath(path), "is a folder, not a file"), 0
+    return None, info.st_size
+
+
+def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
+    """Open a file for reading, or None when it does not exist; a symbolic link raises
+    ``OutputError`` (tagger reads a caption or manifest only where it would write one), a
+    folder too."""
+    fd = _open_fd_nofollow(path)
+    if fd is None:
+        return None
+    try:
+        error, _ = _folder_error(fd, path)
+    except BaseException:
         os.close(fd)
-        raise OutputError(os.fspath(path), "is a folder, not a file")
+        raise
+    if error is not None:
+        os.close(fd)
+        raise error
     return os.fdopen(fd, "rb")
 
 
 def read_bytes_nofollow(path: str | os.PathLike[str]) -> bytes | None:
-    """A file's bytes, or None when it does not exist (see ``open_nofollow``)."""
-    handle = open_nofollow(path)
-    if handle is None:
+    """A file's bytes, or None when it does not exist (see ``open_nofollow``); read straight
+    from the descriptor (a dataset pass reads millions of small captions)."""
+    fd = _open_fd_nofollow(path)
+    if fd is None:
         return None
-    with handle:
-        return handle.read()
+    try:
+        error, size = _folder_error(fd, path)
+        if error is not None:
+            raise error
+        first = os.read(fd, size + 1)  # a byte more: a file that grew is read to its end
+        if not first:
+            return b""
+        parts = [first]
+        while chunk := os.read(fd, max(65536, size + 1 - len(first))):
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def link_error(path: str | os.PathLike[str]) -> OutputError:

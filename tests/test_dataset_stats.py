@@ -73,6 +73,91 @@ def test_reader_walks_folders_in_order_and_finds_captions(tmp_path: Path) -> Non
         list(iter_entries([folder], extension=".json"))
 
 
+def _entries_by_sets(folder: Path, extension: str) -> list[tuple]:
+    """What one folder's entries must be, found the plain way: sets of names, every stem's
+    images counted (the rules of ``tagger.dataset.reader``, re-stated)."""
+    from tagger.image import image_extensions
+
+    known = image_extensions()
+    names = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+    images = {
+        n: n[: n.rfind(".")]
+        for n in names
+        if n.rfind(".") > 0 and n[n.rfind(".") :].lower() in known
+    }
+    per_stem: dict[str, int] = {}
+    for stem in images.values():
+        per_stem[stem] = per_stem.get(stem, 0) + 1
+    rows = [
+        (n, stem + extension in names, stem + ".json" in names, per_stem[stem] > 1, False)
+        for n, stem in images.items()
+    ]
+    rows += [
+        (n, True, False, False, True)
+        for n in names - images.keys()
+        if n.endswith(extension) and n[: -len(extension)] not in per_stem
+    ]
+    return sorted(rows)
+
+
+@pytest.mark.parametrize("extension", [".txt", ".wd.txt"])
+def test_reader_pairs_files_like_plain_sets(tmp_path: Path, extension: str) -> None:
+    """Shared stems, dotted stems, upper-case extensions, sidecars and orphans: the walk's
+    entries equal the plain set-based answer, on a planted folder and on random ones."""
+    import random
+
+    planted = [
+        "a.png",
+        "a.jpg",
+        "a.txt",
+        "a.b.png",
+        "a.b.txt",
+        "a.json",
+        "ab.png",
+        "ab.txt",
+        "A.PNG",
+        "A.txt",
+        "x.y.png",
+        "x.txt",
+        "x.y.json",
+        "z.txt",
+        "z.wd.txt",
+        "a.wd.txt",
+        "n-1.png",
+        "n.png",
+        "n.txt",
+        "n-1.wd.txt",
+        "notes.md",
+    ]
+    rng = random.Random(7)
+    stems = ["a", "a.b", "ab", "b", "b.c.d", "c", "c-1", "c 2", "d.e"]
+    suffixes = [".png", ".jpg", ".PNG", ".webp", ".txt", ".wd.txt", ".json", ".md"]
+    folders = {"planted": planted}
+    for k in range(8):
+        folders[f"random{k}"] = sorted(
+            {rng.choice(stems) + rng.choice(suffixes) for _ in range(25)}
+        )
+    for label, names in folders.items():
+        folder = tmp_path / extension / label
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_bytes(b"")
+        (folder / "sub.png").mkdir()  # a folder named like an image is no image
+        got = sorted(
+            (
+                Path(e.path).name,
+                e.has_caption,
+                e.sidecar is not None,
+                e.shared,
+                e.is_orphan,
+            )
+            for e in iter_entries([folder], extension=extension, recursive=False)
+        )
+        assert got == _entries_by_sets(folder, extension), label
+        order = [Path(e.path).name for e in iter_entries([folder], extension=extension)]
+        assert order == sorted(order), label
+
+
 def test_statistics_are_exact(tmp_path: Path) -> None:
     folder = build(tmp_path)
     stats = dataset_stats([folder], cooccurrence=["1girl", "long hair"])

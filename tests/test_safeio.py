@@ -23,6 +23,7 @@ from tagger.safeio import (
     decode_text,
     encode_text,
     new_file_mode,
+    read_bytes_nofollow,
     read_text_file,
     remove_stale_temps,
     temp_name,
@@ -185,6 +186,17 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path: Path) -> 
 # -- users' text files -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("size", [0, 1, 300, 65536, 65537, 3 * 65536 + 5])
+def test_read_bytes_returns_the_whole_file(tmp_path: Path, size: int) -> None:
+    data = bytes(range(256)) * (size // 256 + 1)
+    path = tmp_path / "x.bin"
+    path.write_bytes(data[:size])
+    assert read_bytes_nofollow(path) == data[:size]
+    assert read_bytes_nofollow(tmp_path / "missing") is None
+    with pytest.raises(OutputError, match="is a folder"):
+        read_bytes_nofollow(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("data", "text", "style"),
     [
@@ -193,6 +205,8 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path: Path) -> 
         (b"a, b", "a, b", TextStyle(final_newline=False)),
         (b"a\rb\r", "a\nb\n", TextStyle(newline="\r")),
         ("猫, 犬\n".encode(), "猫, 犬\n", TextStyle()),
+        (b"\n", "\n", TextStyle()),
+        (b"a\nb\r\n", "a\nb\r\n", TextStyle()),  # the first line ending decides
     ],
 )
 def test_text_files_round_trip_byte_for_byte(data: bytes, text: str, style: TextStyle) -> None:

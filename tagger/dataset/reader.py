@@ -16,6 +16,7 @@ with one stem (``a.jpg``, ``a.png``) share one caption file and are marked ``sha
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -103,17 +104,55 @@ def caption_of(image: str, extension: str = DEFAULT_EXTENSION) -> str:
     return os.path.splitext(image)[0] + extension
 
 
+def _stem_files(
+    names: list[str], stem: str, extension: str, known: frozenset[str]
+) -> tuple[int, bool, bool]:
+    """(images of the stem, whether its caption is there, whether its sidecar is) among the
+    sorted ``names``: all of them lie in the run of names that start with ``stem.``.
+
+    >>> names = ["a.b.png", "a.jpg", "a.json", "a.png", "a.txt", "ab.png"]
+    >>> _stem_files(names, "a", ".txt", frozenset({".png", ".jpg"}))
+    (2, True, True)
+    >>> _stem_files(names, "a.b", ".txt", frozenset({".png", ".jpg"}))
+    (1, False, False)
+    """
+    prefix = stem + "."
+    caption, sidecar = stem + extension, stem + SIDECAR_EXTENSION
+    i = bisect.bisect_left(names, prefix)
+    images, has_caption, has_sidecar = 0, False, False
+    while i < len(names) and names[i].startswith(prefix):
+        name = names[i]
+        if name == caption:
+            has_caption = True
+        elif name == sidecar:
+            has_sidecar = True
+        else:
+            dot = name.rfind(".")
+            if dot == len(stem) and name[dot:].lower() in known:
+                images += 1
+        i += 1
+    return images, has_caption, has_sidecar
+
+
+#: Stems whose files are remembered while a folder is walked (names sort by stem, so a stem's
+#: image and caption are met close together; past this many the memory starts again).
+_STEM_MEMORY = 256
+
+
 def _folder_entries(
     folder: str, root: str, extension: str, orphans: bool, rel_folder: str | None = None
 ) -> tuple[Iterator[Entry], list[str]]:
-    """The entries of one folder, in name order (made one at a time: only the folder's names
-    are held), and its visible sub-folders (``rel_folder``: the folder relative to ``root``,
-    with ``/``)."""
+    """The entries of one folder, in name order (made one at a time), and its visible
+    sub-folders (``rel_folder``: the folder relative to ``root``, with ``/``).
+
+    Only the folder's file names are held, once, in one sorted list: an image's caption and
+    sidecar, and the other images of its stem, are found in it by bisection (a folder of a
+    million files holds a million names, not sets and tables built from them as well).
+    """
     from tagger.image import image_extensions
 
     known = image_extensions()
-    images: list[tuple[str, str]] = []  # (name, stem)
-    files: set[str] = set()
+    names: list[str] = []
     subfolders: list[str] = []
     try:
         with os.scandir(folder) as scan:
@@ -127,41 +166,42 @@ def _folder_entries(
                         continue
                 except OSError:
                     continue
-                files.add(name)
-                dot = name.rfind(".")
-                if dot > 0 and name[dot:].lower() in known:
-                    images.append((name, name[:dot]))
+                names.append(name)
     except OSError:
         return iter(()), []
-    stems: dict[str, int] = {}
-    for _, stem in images:
-        stems[stem] = stems.get(stem, 0) + 1
-    if orphans:
-        images.extend(
-            (name, "")  # an orphan caption: no image has its stem
-            for name in files
-            if name.endswith(extension) and name[: -len(extension)] not in stems
-        )
-    images.sort()
+    names.sort()
     subfolders.sort()
     prefix = folder if folder.endswith(os.sep) else folder + os.sep
+    cut = len(extension)
 
     def entries() -> Iterator[Entry]:
-        for name, stem in images:
-            if not stem:
+        memory: dict[str, tuple[int, bool, bool]] = {}
+
+        def files_of(stem: str) -> tuple[int, bool, bool]:
+            found = memory.get(stem)
+            if found is None:
+                if len(memory) >= _STEM_MEMORY:
+                    memory.clear()
+                found = memory[stem] = _stem_files(names, stem, extension, known)
+            return found
+
+        for name in names:
+            dot = name.rfind(".")
+            if dot > 0 and name[dot:].lower() in known:
+                stem = name[:dot]
+                images, has_caption, has_sidecar = files_of(stem)
+                yield Entry(
+                    image=prefix + name,
+                    caption=prefix + stem + extension,
+                    has_caption=has_caption,
+                    sidecar=prefix + stem + SIDECAR_EXTENSION if has_sidecar else None,
+                    root=root,
+                    shared=images > 1,
+                    rel_folder=rel_folder,
+                )
+            elif orphans and name.endswith(extension) and not files_of(name[:-cut])[0]:
+                # a caption with no image of its stem
                 yield Entry("", prefix + name, True, None, root, rel_folder=rel_folder)
-                continue
-            caption = stem + extension
-            sidecar = stem + SIDECAR_EXTENSION
-            yield Entry(
-                image=prefix + name,
-                caption=prefix + caption,
-                has_caption=caption in files,
-                sidecar=prefix + sidecar if sidecar in files else None,
-                root=root,
-                shared=stems[stem] > 1,
-                rel_folder=rel_folder,
-            )
 
     return entries(), [os.path.join(folder, name) for name in subfolders]
 
@@ -238,7 +278,7 @@ def split_tags(text: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
     ['1girl', 'solo', 'long hair']
     """
     sep = separator.strip() or separator
-    return [tag for tag in map(str.strip, text.split(sep)) if tag]
+    return list(filter(None, map(str.strip, text.split(sep))))
 
 
 def join_tags(tags: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:

@@ -32,7 +32,7 @@ from tagger.dataset.reader import (
 )
 from tagger.dataset.tokens import CLIP_TOKEN_LIMIT, token_counter
 from tagger.errors import OutputError
-from tagger.safeio import decode_text, read_bytes_nofollow
+from tagger.safeio import decode_body, read_bytes_nofollow, sniff_style
 from tagger.tags import normalize_tag
 
 #: Example paths kept per finding unless told otherwise.
@@ -192,18 +192,19 @@ class _Read:
         return self.data
 
 
+def _read_one(path: str | None) -> _Read | None:
+    """Read one caption (``read_bytes_nofollow``); None when there is none to read."""
+    if path is None:
+        return None
+    try:
+        return _Read(read_bytes_nofollow(path), None)
+    except (OutputError, OSError) as exc:
+        return _Read(None, exc)
+
+
 def _read_batch(paths: list[str | None]) -> list[_Read | None]:
-    """Read each caption (``read_bytes_nofollow``); None where there is none to read."""
-    out: list[_Read | None] = []
-    for path in paths:
-        if path is None:
-            out.append(None)
-            continue
-        try:
-            out.append(_Read(read_bytes_nofollow(path), None))
-        except (OutputError, OSError) as exc:
-            out.append(_Read(None, exc))
-    return out
+    """Read each caption; None where there is none to read."""
+    return [_read_one(path) for path in paths]
 
 
 def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[Entry, _Read | None]]:
@@ -225,7 +226,7 @@ def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[Entry, _Read | None]]
     wanted = sum(path is not None for path in _caption_paths(first))
     if not wanted or elapsed / wanted < CACHED_SECONDS:
         for entry in source:
-            yield entry, _read_batch(_caption_paths([entry]))[0]
+            yield entry, _read_one(_caption_path(entry))
         return
     window: deque[tuple[list[Entry], Future[list[_Read | None]]]] = deque()
     with ThreadPoolExecutor(READERS, thread_name_prefix="tagger-read") as pool:
@@ -240,9 +241,14 @@ def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[Entry, _Read | None]]
                 return
 
 
+def _caption_path(entry: Entry) -> str | None:
+    """The caption to read of an entry (None: nothing to read)."""
+    return entry.caption if entry.has_caption and entry.image else None
+
+
 def _caption_paths(batch: list[Entry]) -> list[str | None]:
     """The caption to read of each entry (None: nothing to read)."""
-    return [e.caption if e.has_caption and not e.is_orphan else None for e in batch]
+    return [_caption_path(e) for e in batch]
 
 
 def dataset_stats(
@@ -305,15 +311,15 @@ def dataset_stats(
             continue
         try:
             data = read.result()  # type: ignore[union-attr]
-            file = None if data is None else decode_text(data, entry.caption)
+            text = None if data is None else decode_body(data, sniff_style(data), entry.caption)
         except (OutputError, OSError) as exc:
             stats.unreadable.add([entry.relative, str(exc)])
             continue
-        if file is None:  # removed since the folder was listed
+        if text is None:  # removed since the folder was listed
             stats.untagged.add(entry.relative)
             continue
         stats.captioned += 1
-        tags = split_tags(file.text, separator)
+        tags = split_tags(text, separator)
         stats.tag_lengths[len(tags)] += 1
         if not tags:
             stats.untagged.add(entry.relative)
@@ -323,12 +329,11 @@ def dataset_stats(
         if len(unique) != len(tags):
             stats.repeated.add(entry.relative)
         folder_counts.update(unique.keys())
-        new = [tag for tag in unique if tag not in first_seen]
-        if new:
+        if not unique.keys() <= first_seen.keys():  # a tag not seen before (a set test in C)
             relative = entry.relative
-            for tag in new:
-                first_seen[tag] = relative
-        tokens = count(file.text)
+            for tag in unique:
+                first_seen.setdefault(tag, relative)
+        tokens = count(text)
         stats.token_lengths[tokens] += 1
         if tokens > token_limit:
             stats.over_limit.add([entry.relative, tokens])
