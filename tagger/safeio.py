@@ -350,7 +350,7 @@ def decode_text(data: bytes, source: str) -> TextFile:
 
 def decode_body(data: bytes, style: TextStyle, source: str) -> str:
     """The text of a file's bytes laid out as ``style`` says (``sniff_style``): without the
-    BOM, with ``\n`` line endings; strict UTF-8 (raises ``TextEncodingError``)."""
+    BOM, with ``\\n`` line endings; strict UTF-8 (raises ``TextEncodingError``)."""
     body = data[len(UTF8_BOM) :] if style.bom else data
     try:
         text = body.decode("utf-8")
@@ -387,9 +387,9 @@ def encode_text(text: str, style: TextStyle) -> bytes:
 
 
 def _open_fd_nofollow(path: str | os.PathLike[str]) -> int | None:
-    """A read-only descriptor of a regular file, or None when it does not exist; a symbolic
-    link raises ``OutputError`` (tagger reads a caption or manifest only where it would write
-    one), a folder too."""
+    """A read-only descriptor of a file, or None when it does not exist; a symbolic link
+    raises ``OutputError`` (tagger reads a caption or manifest only where it would write one).
+    The caller tells a folder apart (``_folder_error``)."""
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     try:
         fd = os.open(path, flags)
