@@ -3,9 +3,7 @@ without any heavy library (torch, open_clip, transformers, the clip-interrogator
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+from isolation import assert_light_imports
 
 MODULES = [
     "tagger.interrogator", "tagger.interrogator.options", "tagger.interrogator.banks",
@@ -20,27 +18,7 @@ HEAVY = ["torch", "transformers", "open_clip", "safetensors", "numpy", "PIL", "o
 
 
 def test_modules_import_with_host_and_gradio_blocked_and_nothing_heavy() -> None:
-    code = textwrap.dedent(
-        f"""
-        import importlib, sys
-
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {{"modules", "gradio", "launch"}}:
-                    raise ImportError(f"blocked: {{name}}")
-                return None
-
-        sys.meta_path.insert(0, Block())
-        for name in {MODULES!r}:
-            importlib.import_module(name)
-        heavy = [m for m in {HEAVY!r} if m in sys.modules]
-        assert not heavy, heavy
-        print("ok")
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    assert_light_imports(MODULES, HEAVY)
 
 
 def test_pure_rules_need_no_model() -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+from isolation import assert_light_imports
+
 CORE_MODULES = [
     "tagger", "tagger.batch", "tagger.cache", "tagger.cli", "tagger.errors", "tagger.hub",
     "tagger.image", "tagger.options", "tagger.registry", "tagger.runtime", "tagger.tags",
@@ -30,27 +32,7 @@ HEAVY += ["openai", "httpx"]  # only when a VLM endpoint captioner loads
 
 
 def test_core_imports_with_host_and_gradio_blocked_and_nothing_heavy() -> None:
-    code = textwrap.dedent(
-        f"""
-        import importlib, sys
-
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {{"modules", "gradio", "launch"}}:
-                    raise ImportError(f"blocked: {{name}}")
-                return None
-
-        sys.meta_path.insert(0, Block())
-        for name in {CORE_MODULES!r}:
-            importlib.import_module(name)
-        heavy = [m for m in {HEAVY!r} if m in sys.modules]
-        assert not heavy, heavy
-        print("ok")
-        """
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    assert_light_imports(CORE_MODULES, HEAVY)
 
 
 def test_cli_parses_engine_ray_without_importing_ray() -> None:
