@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from tagger.captioners.common import device_label, pick_device, require
 from tagger.errors import ModelFilesMissingError, ModelLoadError
@@ -26,13 +26,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("tagger")
 
 
-class Captioner:
-    """Base class: device, dtype, lifetime and batching; subclasses fill in the three steps."""
+class TorchModel:
+    """A torch model of a spec: device, dtype and lifetime (``load`` once, ``unload`` giving its
+    memory back); subclasses fill in ``_load`` and ``_release``."""
 
-    family = ""
-    #: Defaults for the CaptionOptions fields left as None.
-    default_beams = 1
-    default_max_tokens = 40
+    #: What the log calls it ("loaded captioner blip-base on torch-cpu").
+    kind = "model"
 
     def __init__(
         self,
@@ -60,7 +59,7 @@ class Captioner:
         """True once ``load()`` has succeeded and until ``unload()``."""
         return self._loaded
 
-    def load(self) -> Captioner:
+    def load(self) -> Self:
         """Load the model on its device (once; later calls return at once). Returns self."""
         with self._lock:
             if self._loaded:
@@ -68,7 +67,7 @@ class Captioner:
             self.device = pick_device(self.device_name, self.device_id)
             self._load()
             self._loaded = True
-            log.info("loaded captioner %s on %s", self.spec.key, self.device)
+            log.info("loaded %s %s on %s", self.kind, self.spec.key, self.device)
         return self
 
     def _load(self) -> None:
@@ -99,16 +98,26 @@ class Captioner:
             return torch.float16
         return torch.float32
 
+    @property
+    def active_providers(self) -> list[str]:
+        """Where the model runs, e.g. ``["torch-cpu"]`` (empty before loading)."""
+        return [device_label(self.device)] if self.device is not None else []
+
+
+class Captioner(TorchModel):
+    """Base class: device, dtype, lifetime and batching; subclasses fill in the three steps."""
+
+    kind = "captioner"
+    family = ""
+    #: Defaults for the CaptionOptions fields left as None.
+    default_beams = 1
+    default_max_tokens = 40
+
     # -- what the batch engine reads ----------------------------------------------------------
     @property
     def fixed_batch(self) -> int | None:
         """Captioners take any batch size."""
         return None
-
-    @property
-    def active_providers(self) -> list[str]:
-        """Where the model runs, e.g. ``["torch-cpu"]`` (empty before loading)."""
-        return [device_label(self.device)] if self.device is not None else []
 
     def beams(self, options: CaptionOptions) -> int:
         """The number of beams for these options (the family's default when unset)."""

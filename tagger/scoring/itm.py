@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagger.captioners.base import hub_kwargs, load_error, missing_files
-from tagger.captioners.common import device_label, pick_device, require
+from tagger.captioners.base import TorchModel, hub_kwargs, load_error, missing_files
+from tagger.captioners.common import require
 from tagger.errors import ModelNotFoundError
 from tagger.registry import BLIP_FILES, ModelSpec, default_models_dirs
 
@@ -145,81 +144,41 @@ def resolve_itm(
     raise ModelNotFoundError(f"unknown scorer {text!r}: use a BLIP ITM folder or one of: {valid}")
 
 
-class ItmScorer:
+class ItmScorer(TorchModel):
     """A loaded BLIP image-text matching model: preprocess (CPU) -> score (device)."""
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        *,
-        device: str | None = "auto",
-        device_id: int = 0,
-        half: bool = True,
-        cache_dir: str | os.PathLike[str] | None = None,
-        revision: str | None = None,
-    ) -> None:
-        self.spec = spec
-        self.device_name = device
-        self.device_id = device_id
-        self.half = half
-        self.cache_dir = cache_dir
-        self.revision = revision
-        self.device: torch.device | None = None
+    kind = "scorer"
+
+    def __init__(self, spec: ModelSpec, **kwargs: Any) -> None:
+        super().__init__(spec, **kwargs)
         self.model: Any = None
         self.processor: Any = None
-        self._lock = threading.RLock()
 
     # -- lifetime -------------------------------------------------------------------------
-    @property
-    def loaded(self) -> bool:
-        """True once the model is loaded."""
-        return self.model is not None
-
-    def load(self) -> ItmScorer:
-        """Load processor and model (once)."""
+    def _load(self) -> None:
+        """Load processor and model from the folder or the Hub."""
         from tagger.hub import is_offline
 
-        with self._lock:
-            if self.model is not None:
-                return self
-            transformers = require("transformers")
-            torch = require("torch")
-            device = pick_device(self.device_name, self.device_id)
-            if self.spec.path is not None:
-                source, kwargs = str(self.spec.path), {}
-            else:
-                source, kwargs = self.spec.repo_id, hub_kwargs(self, offline=is_offline())  # type: ignore[arg-type]
-            try:
-                processor = transformers.BlipProcessor.from_pretrained(source, **kwargs)
-                model = transformers.BlipForImageTextRetrieval.from_pretrained(source, **kwargs)
-            except OSError as exc:
-                if self.spec.path is None:
-                    raise missing_files(self.spec, exc) from exc
-                raise load_error(self.spec, exc) from exc
-            except Exception as exc:
-                raise load_error(self.spec, exc) from exc
-            dtype = torch.float16 if self.half and device.type == "cuda" else torch.float32
-            self.processor = processor
-            self.model = model.to(device, dtype).eval()
-            self.device = device
-            log.info("loaded scorer %s on %s", self.spec.key, device)
-        return self
+        transformers = require("transformers")
+        if self.spec.path is not None:
+            source, kwargs = str(self.spec.path), {}
+        else:
+            source, kwargs = self.spec.repo_id, hub_kwargs(self, offline=is_offline())  # type: ignore[arg-type]
+        try:
+            processor = transformers.BlipProcessor.from_pretrained(source, **kwargs)
+            model = transformers.BlipForImageTextRetrieval.from_pretrained(source, **kwargs)
+        except OSError as exc:
+            if self.spec.path is None:
+                raise missing_files(self.spec, exc) from exc
+            raise load_error(self.spec, exc) from exc
+        except Exception as exc:
+            raise load_error(self.spec, exc) from exc
+        self.processor = processor
+        self.model = model.to(self.device, self.dtype).eval()
 
-    def unload(self) -> None:
-        """Drop the model."""
-        with self._lock:
-            self.model = None
-            self.processor = None
-
-    @property
-    def active_providers(self) -> list[str]:
-        """Where the model runs."""
-        return [device_label(self.device)] if self.device is not None else []
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The model's dtype."""
-        return next(self.model.parameters()).dtype
+    def _release(self) -> None:
+        self.model = None
+        self.processor = None
 
     # -- steps ------------------------------------------------------------------------------
     def preprocess(self, image: Image.Image) -> torch.Tensor:
