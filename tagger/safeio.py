@@ -389,7 +389,7 @@ def encode_text(text: str, style: TextStyle) -> bytes:
 def _open_fd_nofollow(path: str | os.PathLike[str]) -> int | None:
     """A read-only descriptor of a file, or None when it does not exist; a symbolic link
     raises ``OutputError`` (tagger reads a caption or manifest only where it would write one).
-    The caller tells a folder apart (``_folder_error``)."""
+    The caller tells a folder apart (``_file_size``)."""
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     try:
         fd = os.open(path, flags)
@@ -404,12 +404,12 @@ def _open_fd_nofollow(path: str | os.PathLike[str]) -> int | None:
     return fd
 
 
-def _folder_error(fd: int, path: str | os.PathLike[str]) -> tuple[OutputError | None, int]:
-    """(``OutputError`` when the descriptor is a folder else None, the file's size)."""
+def _file_size(fd: int, path: str | os.PathLike[str]) -> int:
+    """The size of the file open at ``fd``; ``OutputError`` when it is a folder."""
     info = os.fstat(fd)
     if stat.S_ISDIR(info.st_mode):
-        return OutputError(os.fspath(path), "is a folder, not a file"), 0
-    return None, info.st_size
+        raise OutputError(os.fspath(path), "is a folder, not a file")
+    return info.st_size
 
 
 def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
@@ -420,13 +420,10 @@ def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
     if fd is None:
         return None
     try:
-        error, _ = _folder_error(fd, path)
+        _file_size(fd, path)
     except BaseException:
         os.close(fd)
         raise
-    if error is not None:
-        os.close(fd)
-        raise error
     return os.fdopen(fd, "rb")
 
 
@@ -437,9 +434,7 @@ def read_bytes_nofollow(path: str | os.PathLike[str]) -> bytes | None:
     if fd is None:
         return None
     try:
-        error, size = _folder_error(fd, path)
-        if error is not None:
-            raise error
+        size = _file_size(fd, path)
         first = os.read(fd, size + 1)  # a byte more: a file that grew is read to its end
         if not first:
             return b""
