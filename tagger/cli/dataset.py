@@ -243,19 +243,25 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
-def run_stats(args: argparse.Namespace) -> int:
-    """``tagger dataset stats``."""
+def stats_of(args: argparse.Namespace, **extra: Any) -> Any:
+    """``dataset_stats`` over the command's paths with its dataset options (``extra``: the
+    statistics' own options)."""
     from tagger.dataset.stats import dataset_stats
 
     options = dataset_options(args)
-    stats = dataset_stats(
+    return dataset_stats(
         args.paths,
         extension=options.caption_extension,
         recursive=options.recursive,
         separator=options.separator,
-        cooccurrence=args.tags,
-        token_limit=args.token_limit,
-        examples=args.examples,
+        **extra,
+    )
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    """``tagger dataset stats``."""
+    stats = stats_of(
+        args, cooccurrence=args.tags, token_limit=args.token_limit, examples=args.examples
     )
     data = stats.to_dict(top=0 if args.json else args.top)
     if args.json:
@@ -436,16 +442,8 @@ def run_check(args: argparse.Namespace) -> int:
     data = result.to_dict()
     if args.report:
         from tagger.dataset.report import write_report
-        from tagger.dataset.stats import dataset_stats
 
-        options = dataset_options(args)
-        stats = dataset_stats(
-            args.paths,
-            extension=options.caption_extension,
-            recursive=options.recursive,
-            separator=options.separator,
-        )
-        write_report(args.report, stats, result, paths=args.paths)
+        write_report(args.report, stats_of(args), result, paths=args.paths)
     trashed: dict[str, Any] | None = None
     if args.trash:
         trashed = trash_findings(args.paths, result, args.trash, dataset_options(args))
@@ -487,15 +485,8 @@ def print_findings(data: dict[str, Any]) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """``tagger dataset report``."""
     from tagger.dataset.report import write_report
-    from tagger.dataset.stats import dataset_stats
 
-    options = dataset_options(args)
-    stats = dataset_stats(
-        args.paths,
-        extension=options.caption_extension,
-        recursive=options.recursive,
-        separator=options.separator,
-    )
+    stats = stats_of(args)
     result = checks_of(args)
     write_report(args.output, stats, result, paths=args.paths, page_size=args.page_size or 48)
     if args.json:
