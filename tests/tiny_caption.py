@@ -115,22 +115,32 @@ def write_gpt2_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def make_clip_dir(folder: Path, seed: int = 0) -> Path:
-    """An open_clip folder in the Hub layout: its config and open_clip_model.safetensors."""
+def write_clip_dir(
+    folder: Path, name: str, cfg: dict, seed: int = 0, spread: float | None = None
+) -> Path:
+    """An open_clip folder in the Hub layout (its config and open_clip_model.safetensors) of a
+    model config registered as ``name``; ``spread``: weights drawn wider (``_spread``)."""
     import open_clip
     import torch
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": CLIP_CFG, "preprocess_cfg": {}}), encoding="utf-8"
+        json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}), encoding="utf-8"
     )
-    open_clip.factory._MODEL_CONFIGS["tiny-test-clip"] = CLIP_CFG
+    open_clip.factory._MODEL_CONFIGS[name] = cfg
     torch.manual_seed(seed)
-    model = open_clip.create_model("tiny-test-clip", pretrained=None)
+    model = open_clip.create_model(name, pretrained=None)
+    if spread is not None:
+        _spread(model, seed, std=spread)
     state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
     return folder
+
+
+def make_clip_dir(folder: Path, seed: int = 0) -> Path:
+    """An open_clip folder in the Hub layout: its config and open_clip_model.safetensors."""
+    return write_clip_dir(folder, "tiny-test-clip", CLIP_CFG, seed)
 
 
 def make_clipcap_dir(

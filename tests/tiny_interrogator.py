@@ -7,13 +7,12 @@ driven with the same models.
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tiny_caption import BLIP_WORDS, _spread
+from tiny_caption import BLIP_WORDS, _spread, write_clip_dir
 
 
 @contextlib.contextmanager
@@ -97,21 +96,7 @@ NAMES = [
 
 def make_ci_clip_dir(folder: Path, seed: int = 0) -> Path:
     """An open_clip folder (Hub layout) holding the tiny 77-token CLIP, weights spread wide."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": CI_CLIP_CFG, "preprocess_cfg": {}}), encoding="utf-8"
-    )
-    open_clip.factory._MODEL_CONFIGS["tiny-ci-clip"] = CI_CLIP_CFG
-    torch.manual_seed(seed)
-    model = open_clip.create_model("tiny-ci-clip", pretrained=None)
-    _spread(model, seed, std=0.2)
-    state = {k: v.contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "open_clip_model.safetensors"))
-    return folder
+    return write_clip_dir(folder, "tiny-ci-clip", CI_CLIP_CFG, seed, spread=0.2)
 
 
 def terms(count: int, seed: int, longest: int = 3, names: bool = False) -> list[str]:
