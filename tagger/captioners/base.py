@@ -11,8 +11,8 @@ import gc
 import logging
 import os
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Self
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from tagger.captioners.common import device_label, pick_device, require
 from tagger.errors import ModelFilesMissingError, ModelLoadError
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 log = logging.getLogger("tagger")
+T = TypeVar("T")
 
 
 class TorchModel:
@@ -103,6 +104,26 @@ class TorchModel:
         """Where the model runs, e.g. ``["torch-cpu"]`` (empty before loading)."""
         return [device_label(self.device)] if self.device is not None else []
 
+    def _pretrained(self, load: Callable[[str, dict[str, Any]], T]) -> T:
+        """``load(source, kwargs)`` for ``from_pretrained`` calls: the spec's folder, or its Hub
+        repository with ``hub_kwargs`` (pinned revision, cache, offline). A Hub model whose
+        files cannot be had raises ``ModelFilesMissingError``, any other failure
+        ``ModelLoadError``."""
+        from tagger.hub import is_offline
+
+        if self.spec.path is not None:
+            source, kwargs = str(self.spec.path), {}
+        else:
+            source, kwargs = self.spec.repo_id, hub_kwargs(self, offline=is_offline())
+        try:
+            return load(source, kwargs)  # type: ignore[arg-type]
+        except OSError as exc:
+            if self.spec.path is None:
+                raise missing_files(self.spec, exc) from exc
+            raise load_error(self.spec, exc) from exc
+        except Exception as exc:
+            raise load_error(self.spec, exc) from exc
+
 
 class Captioner(TorchModel):
     """Base class: device, dtype, lifetime and batching; subclasses fill in the three steps."""
@@ -167,7 +188,7 @@ class Captioner(TorchModel):
         return captions
 
 
-def hub_kwargs(captioner: Captioner, *, offline: bool) -> dict[str, Any]:
+def hub_kwargs(captioner: TorchModel, *, offline: bool) -> dict[str, Any]:
     """from_pretrained keyword arguments for a registry model (revision, cache, offline)."""
     from tagger.hub import hf_cache_dir
 

@@ -17,9 +17,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tagger.captioners.base import Captioner, hub_kwargs, load_error, missing_files
+from tagger.captioners.base import Captioner
 from tagger.captioners.common import require
-from tagger.hub import is_offline
 from tagger.options import CaptionOptions
 
 if TYPE_CHECKING:
@@ -59,19 +58,12 @@ class BlipCaptioner(Captioner):
         """Load processor and model from the folder or the Hub (pinned revision)."""
         transformers = require("transformers")
         require("torch")
-        if self.spec.path is not None:
-            source, kwargs = str(self.spec.path), {}
-        else:
-            source, kwargs = self.spec.repo_id, hub_kwargs(self, offline=is_offline())
-        try:
-            processor = transformers.BlipProcessor.from_pretrained(source, **kwargs)
-            model = transformers.BlipForConditionalGeneration.from_pretrained(source, **kwargs)
-        except OSError as exc:
-            if self.spec.path is None:
-                raise missing_files(self.spec, exc) from exc
-            raise load_error(self.spec, exc) from exc
-        except Exception as exc:
-            raise load_error(self.spec, exc) from exc
+        processor, model = self._pretrained(
+            lambda source, kwargs: (
+                transformers.BlipProcessor.from_pretrained(source, **kwargs),
+                transformers.BlipForConditionalGeneration.from_pretrained(source, **kwargs),
+            )
+        )
         self.processor = processor
         self.model = model.to(self.device, self.dtype).eval()
 

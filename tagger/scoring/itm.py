@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tagger.captioners.base import TorchModel, hub_kwargs, load_error, missing_files
+from tagger.captioners.base import TorchModel
 from tagger.captioners.common import require
 from tagger.errors import ModelNotFoundError
 from tagger.registry import BLIP_FILES, ModelSpec, default_models_dirs
@@ -157,22 +157,13 @@ class ItmScorer(TorchModel):
     # -- lifetime -------------------------------------------------------------------------
     def _load(self) -> None:
         """Load processor and model from the folder or the Hub."""
-        from tagger.hub import is_offline
-
         transformers = require("transformers")
-        if self.spec.path is not None:
-            source, kwargs = str(self.spec.path), {}
-        else:
-            source, kwargs = self.spec.repo_id, hub_kwargs(self, offline=is_offline())  # type: ignore[arg-type]
-        try:
-            processor = transformers.BlipProcessor.from_pretrained(source, **kwargs)
-            model = transformers.BlipForImageTextRetrieval.from_pretrained(source, **kwargs)
-        except OSError as exc:
-            if self.spec.path is None:
-                raise missing_files(self.spec, exc) from exc
-            raise load_error(self.spec, exc) from exc
-        except Exception as exc:
-            raise load_error(self.spec, exc) from exc
+        processor, model = self._pretrained(
+            lambda source, kwargs: (
+                transformers.BlipProcessor.from_pretrained(source, **kwargs),
+                transformers.BlipForImageTextRetrieval.from_pretrained(source, **kwargs),
+            )
+        )
         self.processor = processor
         self.model = model.to(self.device, self.dtype).eval()
 

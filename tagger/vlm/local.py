@@ -23,10 +23,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tagger.captioners.base import hub_kwargs, load_error, missing_files
 from tagger.captioners.common import require
 from tagger.errors import OptionsError
-from tagger.hub import is_offline
 from tagger.vlm.base import PromptPreview, VlmCaptioner, VlmItem, VlmReply, require_template_free
 
 if TYPE_CHECKING:
@@ -81,20 +79,14 @@ class LocalVlmCaptioner(VlmCaptioner):
         """Processor and model from the folder or the Hub."""
         transformers = require("transformers")
         require("torch")
-        if self.spec.path is not None:
-            source, kwargs = str(self.spec.path), {}
-        else:
-            source, kwargs = self.spec.repo_id, hub_kwargs(self, offline=is_offline())
-        try:
-            processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
-            model_class = getattr(transformers, self.model_class)
-            model = model_class.from_pretrained(source, dtype=self.dtype, **kwargs)
-        except OSError as exc:
-            if self.spec.path is None:
-                raise missing_files(self.spec, exc) from exc
-            raise load_error(self.spec, exc) from exc
-        except Exception as exc:
-            raise load_error(self.spec, exc) from exc
+        processor, model = self._pretrained(
+            lambda source, kwargs: (
+                transformers.AutoProcessor.from_pretrained(source, **kwargs),
+                getattr(transformers, self.model_class).from_pretrained(
+                    source, dtype=self.dtype, **kwargs
+                ),
+            )
+        )
         if self.decoder_only:
             processor.tokenizer.padding_side = "left"
         self.processor = processor
