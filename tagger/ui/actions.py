@@ -164,21 +164,13 @@ def load_tagger(name: str, settings: RuntimeSettings) -> Any:
 def caption_image(image: Any, name: str, settings: RuntimeSettings) -> str:
     """Caption one RGB image with the named captioner, on the configured device."""
     from tagger.captioners import get_captioner
-    from tagger.captioners.common import torch_device_for
     from tagger.options import CaptionOptions
     from tagger.registry import resolve_captioner
 
     options = CaptionOptions(half=settings.half)
     spec = resolve_captioner(name, settings.models_dirs)
     try:
-        captioner = get_captioner(
-            spec,
-            device=torch_device_for(settings.providers),
-            device_id=settings.device_id,
-            half=options.half,
-            cache_dir=settings.hf_cache,
-            models_dirs=settings.models_dirs,
-        )
+        captioner = get_captioner(spec, **settings.torch_model_kwargs())
     except ModelFilesMissingError as exc:
         if spec.path is not None:
             raise

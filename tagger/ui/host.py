@@ -35,6 +35,19 @@ class RuntimeSettings:
     #: The tagger's precision: "fp32" (the published graph) or "fp16" (``tagger.fp16``).
     precision: str = "fp32"
 
+    def torch_model_kwargs(self) -> dict[str, Any]:
+        """Where a torch model (captioner, scorer) loads and runs: the keyword arguments of
+        ``get_captioner`` and ``get_scorer``."""
+        from tagger.captioners.common import torch_device_for
+
+        return {
+            "device": torch_device_for(self.providers),
+            "device_id": self.device_id,
+            "half": self.half,
+            "cache_dir": self.hf_cache,
+            "models_dirs": self.models_dirs,
+        }
+
 
 class Progress:
     """Progress and cancel of one batch run, as the host shows them.

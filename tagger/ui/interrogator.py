@@ -119,7 +119,6 @@ def get_interrogator(
     """The loaded interrogator on the configured device (``allow_paths`` False: CLIP and
     caption models only by name, as when the host hides its folders)."""
     from tagger.captioners import get_captioner
-    from tagger.captioners.common import torch_device_for
     from tagger.interrogator.captioner import interrogator_spec
     from tagger.registry import resolve_captioner
 
@@ -129,14 +128,7 @@ def get_interrogator(
         models_dirs=settings.models_dirs,
         allow_paths=allow_paths,
     )
-    return get_captioner(
-        spec,
-        device=torch_device_for(settings.providers),
-        device_id=settings.device_id,
-        half=settings.half,
-        cache_dir=settings.hf_cache,
-        models_dirs=settings.models_dirs,
-    )
+    return get_captioner(spec, **settings.torch_model_kwargs())
 
 
 def _image(image: Any) -> Any:
@@ -176,19 +168,11 @@ def score_caption(
     image: Any, caption: str, model: str, settings: RuntimeSettings
 ) -> dict[str, float]:
     """The caption's BLIP ITM probability and ITC cosine."""
-    from tagger.captioners.common import torch_device_for
     from tagger.scoring import get_scorer
 
     if not caption.strip():
         raise OptionsError("no caption to score")
-    scorer = get_scorer(
-        model,
-        device=torch_device_for(settings.providers),
-        device_id=settings.device_id,
-        half=settings.half,
-        cache_dir=settings.hf_cache,
-        models_dirs=settings.models_dirs,
-    )
+    scorer = get_scorer(model, **settings.torch_model_kwargs())
     score = scorer.score_images([_image(image)], [[caption.strip()]])[0][0]
     return {"itm": score.itm, "itc": score.itc}
 

@@ -133,18 +133,11 @@ def captioner_name(values: PanelValues) -> str:
 def load_vlm(values: PanelValues, settings: RuntimeSettings, folders_disabled: str = "") -> Any:
     """The panel's captioner (cached; loaded)."""
     from tagger.captioners import get_captioner
-    from tagger.captioners.common import torch_device_for
     from tagger.registry import resolve_captioner
 
     spec = resolve_captioner(captioner_name(values), settings.models_dirs)
     return get_captioner(
-        spec,
-        device=torch_device_for(settings.providers),
-        device_id=settings.device_id,
-        half=settings.half,
-        cache_dir=settings.hf_cache,
-        models_dirs=settings.models_dirs,
-        vlm=vlm_options(values, folders_disabled),
+        spec, vlm=vlm_options(values, folders_disabled), **settings.torch_model_kwargs()
     )
 
 
