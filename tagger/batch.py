@@ -949,14 +949,7 @@ class BatchRun:
         if not self._inflight:
             return
         batch, future = self._inflight.popleft()
-        try:
-            scores = future.result()
-        except RunAbortedError:
-            raise
-        except Exception as exc:
-            self._forward_failed(batch, exc)
-            return
-        self._write_batch(batch, scores)
+        self._write_or_fail(batch, future.result)
 
     def _close_manifest(self) -> None:
         """Finish the manifest (once)."""
@@ -966,8 +959,15 @@ class BatchRun:
 
     def _run_batch(self, batch: list[tuple[ImageItem, Targets, np.ndarray]]) -> None:
         """Run the model on a batch and write each image's outputs."""
+        self._write_or_fail(batch, lambda: self._forward_batch(batch))
+
+    def _write_or_fail(
+        self, batch: list[tuple[ImageItem, Targets, np.ndarray]], outputs: Callable[[], Any]
+    ) -> None:
+        """Write the batch's results from ``outputs()``, or record every image of it as failed
+        with what ``outputs()`` raised (an aborted run stops)."""
         try:
-            scores = self._forward_batch(batch)
+            scores = outputs()
         except RunAbortedError:
             raise
         except Exception as exc:
