@@ -28,7 +28,7 @@ import secrets
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,8 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
+#: Whether ``os.open`` and ``os.lstat`` take ``dir_fd`` here (POSIX, not Windows).
+_READ_AT = os.open in os.supports_dir_fd and os.lstat in os.supports_dir_fd
 
 
 # -- permission bits -----------------------------------------------------------------------------
@@ -386,30 +388,47 @@ def encode_text(text: str, style: TextStyle) -> bytes:
     return (UTF8_BOM if style.bom else b"") + body.encode("utf-8")
 
 
-def _open_fd_nofollow(path: str | os.PathLike[str]) -> int | None:
+def _open_fd_nofollow(
+    path: str | os.PathLike[str], at: tuple[int, str] | None = None
+) -> int | None:
     """A read-only descriptor of a file, or None when it does not exist; a symbolic link
     raises ``OutputError`` (tagger reads a caption or manifest only where it would write one).
-    The caller tells a folder apart (``_file_size``)."""
+    ``at``: open this (folder descriptor, name) instead, ``path`` being what errors name.
+    The caller tells a folder apart (``_file_size``, ``_read_all``)."""
     flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+    target, dir_fd = (path, None) if at is None else (at[1], at[0])
     try:
-        fd = os.open(path, flags)
+        fd = os.open(target, flags, dir_fd=dir_fd)
     except FileNotFoundError:
-        if Path(path).is_symlink():  # a dangling link
+        if _is_link(target, dir_fd):  # a dangling link
             raise link_error(path) from None
         return None
     except OSError as exc:
-        if Path(path).is_symlink():  # ELOOP from O_NOFOLLOW
+        if _is_link(target, dir_fd):  # ELOOP from O_NOFOLLOW
             raise link_error(path) from None
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
     return fd
+
+
+def _is_link(path: str | os.PathLike[str], dir_fd: int | None = None) -> bool:
+    """Whether ``path`` (a name in the folder open at ``dir_fd`` when given) is a link."""
+    try:
+        return stat.S_ISLNK(os.lstat(path, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False
 
 
 def _file_size(fd: int, path: str | os.PathLike[str]) -> int:
     """The size of the file open at ``fd``; ``OutputError`` when it is a folder."""
     info = os.fstat(fd)
     if stat.S_ISDIR(info.st_mode):
-        raise OutputError(os.fspath(path), "is a folder, not a file")
+        raise _folder_error(path)
     return info.st_size
+
+
+def _folder_error(path: str | os.PathLike[str]) -> OutputError:
+    """The error for a caption or manifest path that is a folder."""
+    return OutputError(os.fspath(path), "is a folder, not a file")
 
 
 def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
@@ -427,23 +446,89 @@ def open_nofollow(path: str | os.PathLike[str]) -> IO[bytes] | None:
     return os.fdopen(fd, "rb")
 
 
+#: What one ``os.read`` asks for: a caption fits, so a file costs open, one read and close.
+_READ_CHUNK = 65536
+
+
+def _read_all(fd: int, path: str | os.PathLike[str]) -> bytes:
+    """Everything left in the file open at ``fd`` (``OutputError`` for a folder); closes it.
+
+    A read that returns less than it asked for reached the end of a regular file, so a small
+    file takes one ``read`` call and no ``fstat``."""
+    try:
+        try:
+            first = os.read(fd, _READ_CHUNK)
+        except IsADirectoryError:
+            raise _folder_error(path) from None
+        if len(first) < _READ_CHUNK:
+            return first
+        parts = [first]
+        while chunk := os.read(fd, _READ_CHUNK * 4):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def read_bytes_nofollow(path: str | os.PathLike[str]) -> bytes | None:
     """A file's bytes, or None when it does not exist (see ``open_nofollow``); read straight
     from the descriptor (a dataset pass reads millions of small captions)."""
     fd = _open_fd_nofollow(path)
-    if fd is None:
-        return None
+    return None if fd is None else _read_all(fd, path)
+
+
+def read_many_nofollow(
+    folder: str, names: Sequence[str | None]
+) -> list[bytes | OutputError | OSError | None]:
+    """The bytes of each file ``names`` gives in ``folder``, as ``read_bytes_nofollow`` reads
+    one: None for a None name or a file that does not exist, and the error, returned instead
+    of raised, for a link, a folder or a failed read.
+
+    The folder is opened once and each name opened in it (``openat``): the kernel looks up
+    one name per file instead of the whole path, a good part of the cost of reading a small
+    cached caption. Where that is not available, each file is read by its path.
+    """
+    sep = "" if folder.endswith(os.sep) else os.sep
+    dir_fd: int | None = None
+    if _READ_AT:
+        try:
+            dir_fd = os.open(folder, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        except OSError:
+            dir_fd = None
+    results: list[bytes | OutputError | OSError | None] = []
+    append = results.append
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     try:
-        size = _file_size(fd, path)
-        first = os.read(fd, size + 1)  # a byte more: a file that grew is read to its end
-        if not first:
-            return b""
-        parts = [first]
-        while chunk := os.read(fd, max(65536, size + 1 - len(first))):
-            parts.append(chunk)
+        for name in names:
+            if name is None:
+                append(None)
+                continue
+            if dir_fd is not None:  # the usual small file, in as few steps as there can be
+                try:
+                    fd = os.open(name, flags, dir_fd=dir_fd)
+                except OSError:
+                    pass  # missing, a link, or another error: told apart below
+                else:
+                    try:
+                        data = os.read(fd, _READ_CHUNK)
+                    except OSError:
+                        os.close(fd)
+                    else:
+                        if len(data) < _READ_CHUNK:
+                            os.close(fd)
+                            append(data)
+                            continue
+                        os.close(fd)
+            path = folder + sep + name
+            try:
+                fd = _open_fd_nofollow(path, None if dir_fd is None else (dir_fd, name))
+                append(None if fd is None else _read_all(fd, path))
+            except (OutputError, OSError) as exc:
+                append(exc)
     finally:
-        os.close(fd)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        if dir_fd is not None:
+            os.close(dir_fd)
+    return results
 
 
 def link_error(path: str | os.PathLike[str]) -> OutputError:

@@ -393,3 +393,146 @@ def test_split_tags_is_the_writers_split(text: str, separator: str) -> None:
     from tagger.writers import split_caption
 
     assert split_tags(text, separator) == split_caption(text, separator)
+
+
+# -- the batched pass against its one-by-one definitions ---------------------------------------
+
+_PIECES = ["1girl", "long hair", "a", "b", "x_y", ":)", "^_^", "(cat:1.2)", "café", "&amp;", "don't"]
+_GLUE = [", ", ",", " ,", ",  ", ", ,", ",\t", "\n", " | ", "|", " ", ",\x0b", ""]
+
+
+@given(st.lists(st.lists(st.sampled_from(_PIECES + _GLUE), max_size=8), max_size=12),
+       st.sampled_from([", ", ",", " | ", "| ", "; ", " "]))  # fmt: skip
+def test_split_tags_many_is_split_tags_text_by_text(parts: list[list[str]], separator: str) -> None:
+    from tagger.dataset.reader import split_tags, split_tags_many
+
+    texts = ["".join(p) for p in parts]
+    tags, joined = split_tags_many(texts, separator)
+    assert tags == [split_tags(text, separator) for text in texts]
+    if joined:  # what "joined" promises: each text is its tags joined, in printable ASCII
+        for text, found in zip(texts, tags, strict=True):
+            assert text.strip() == separator.join(found)
+            assert text.strip().isascii() and text.strip().isprintable()
+
+
+def test_split_tags_many_takes_the_fast_way_for_written_captions() -> None:
+    from tagger.dataset.reader import split_tags_many
+
+    assert split_tags_many(["1girl, long hair, solo\n", "cat", ""], ", ")[1] is False  # empty
+    assert split_tags_many(["1girl, long hair, solo\n", "cat"], ", ") == (
+        [["1girl", "long hair", "solo"], ["cat"]],
+        True,
+    )
+    assert split_tags_many(["a,b"], ", ") == ([["a", "b"]], False)  # split, the slow way
+
+
+_TAG_WORDS = ["1girl", "long hair", "x_y", ":)", "^_^", ">_<", "(cat:1.2)", "it's", "3d", "a.b",
+              "café", "日本語", "&amp;", "&lt;3", "tab\there", "bell\x07", "  padded ", "", "12345",
+              "trailing,", ",leading", "under_score_", "hyphen-", "'s"]  # fmt: skip
+
+
+def _tiny_ranks() -> dict[tuple[str, str], int]:
+    """A few merges of CLIP's kind (a word's last symbol ends in ``</w>``)."""
+    pairs = [("h", "a"), ("ha", "i"), ("hai", "r</w>"), ("g", "i"), ("gi", "r"), ("l", "o"),
+             ("lo", "n"), ("lon", "g</w>"), (",", "</w>"), ("_", "</w>"), (":", ")</w>")]  # fmt: skip
+    return {pair: rank for rank, pair in enumerate(pairs)}
+
+
+def _counters() -> list[object]:
+    counters: list[object] = [EstimatedTokenCounter(), ClipTokenCounter(_tiny_ranks(), "tiny")]
+    real = find_merges_file()
+    if real is not None:
+        counters.append(ClipTokenCounter(read_merges(real), str(real)))
+    return counters
+
+
+@given(st.lists(st.lists(st.sampled_from(_TAG_WORDS), max_size=10), max_size=10),
+       st.sampled_from([", ", " | ", ",", " ", ",\t", ",\x0b", "; "]))  # fmt: skip
+def test_count_joined_is_the_count_of_each_joined_caption(
+    tag_lists: list[list[str]], separator: str
+) -> None:
+    for counter in _counters():
+        expected = [counter.count(separator.join(tags)) for tags in tag_lists]  # type: ignore[attr-defined]
+        assert counter.count_joined(tag_lists, separator) == expected  # type: ignore[attr-defined]
+        # a second time, from what the first remembered
+        assert counter.count_joined(tag_lists, separator) == expected  # type: ignore[attr-defined]
+
+
+def _messy_dataset(root: Path, seed: int) -> Path:
+    """Captions of every kind in one folder tree: written ones, other separators, empty,
+    repeated tags, CRLF, a byte order mark, not UTF-8, links, a folder in a caption's place,
+    images without captions, orphans, shared stems."""
+    rng = random.Random(seed)
+    words = ["1girl", "long_hair", "long hair", "Long Hair", "kasumi_(pokemon)", "^_^", ":)",
+             "smile", "naïve", "&amp;", "A photo of a cat.", "x" * 40, "solo", "3d",
+             "(masterpiece:1.2)"]  # fmt: skip
+    glue = [", "] * 8 + [",", " , ", ",  ", ",\n", " ", ", ,"]
+    for i in range(600):
+        sub = root / rng.choice(["", "a", "a/b"])
+        sub.mkdir(parents=True, exist_ok=True)
+        stem = f"i{i:04d}"
+        kind = rng.random()
+        if kind < 0.92:
+            (sub / f"{stem}.png").write_bytes(b"")
+        if kind > 0.04 and rng.random() < 0.9:
+            text = rng.choice(glue).join(rng.choice(words) for _ in range(rng.randint(0, 40)))
+            data = (text + rng.choice(["", "\n", "  \n"])).encode()
+            r = rng.random()
+            if r < 0.03:
+                data = b"\xef\xbb\xbf" + data
+            elif r < 0.06:
+                data = data.replace(b"\n", b"\r\n") + b"\r\n"
+            elif r < 0.08:
+                data += b"\xe9"  # not UTF-8
+            (sub / f"{stem}.txt").write_bytes(data)
+        if rng.random() < 0.02:
+            (sub / f"{stem}.jpg").write_bytes(b"")
+        if rng.random() < 0.02:
+            (sub / f"{stem}l.png").write_bytes(b"")
+            (sub / f"{stem}l.txt").symlink_to(root / "nowhere")
+        if rng.random() < 0.01:
+            (sub / f"{stem}d.png").write_bytes(b"")
+            (sub / f"{stem}d.txt").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_statistics_are_the_same_counted_in_batches_or_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Batches of 256 captions counted at once give what batches of one give: the same
+    numbers and every list of examples in walk order."""
+    import tagger.dataset.stats as stats_module
+
+    folder = _messy_dataset(tmp_path / "ds", seed)
+    single = folder / "a" / "i0001.png"
+    single.parent.mkdir(parents=True, exist_ok=True)
+    single.touch()
+    options = [{}, {"cooccurrence": ["solo", "long hair"], "examples": 3},
+               {"separator": " | ", "per_folder": False}, {"token_limit": 8, "examples": -1}]  # fmt: skip
+    batched = [dataset_stats([folder, single], **o) for o in options]  # type: ignore[arg-type]
+    monkeypatch.setattr(stats_module, "BATCH", 1)
+    for o, many in zip(options, batched, strict=True):
+        one = dataset_stats([folder, single], **o)  # type: ignore[arg-type]
+        assert many.to_dict() == one.to_dict(), o
+        assert list(many.first_seen.items()) == list(one.first_seen.items())
+        assert list(many.tag_images.items()) == list(one.tag_images.items())
+    data = batched[0].to_dict()
+    assert data["unreadable_captions"]["count"] > 0 and data["repeated_tags"]["count"] > 0
+    assert data["untagged"]["count"] > 0 and data["orphan_captions"]["count"] > 0
+
+
+def test_count_joined_counts_a_caption_with_a_tag_that_is_not_plain_whole() -> None:
+    """Only plain pieces are summed: any other caption is handed to ``count`` whole (here a
+    counter that is additive over whitespace on plain text and not at all otherwise)."""
+    from tagger.dataset.tokens import _JoinedCounts, is_plain
+
+    class Chunks(_JoinedCounts):
+        def count(self, text: str) -> int:
+            return len(text.split()) if is_plain(text) else 1000 + len(text)
+
+    counter = Chunks()
+    lists = [["a b", "c"], ["café", "d"], ["e&f"], [], ["g"]]
+    expected = [3, 1000 + len("café, d"), 1000 + 3, 0, 1]
+    assert counter.count_joined(lists, ", ") == expected
+    assert counter.count_joined(lists, ", ") == expected

@@ -24,6 +24,7 @@ from tagger.safeio import (
     encode_text,
     new_file_mode,
     read_bytes_nofollow,
+    read_many_nofollow,
     read_text_file,
     remove_stale_temps,
     temp_name,
@@ -195,6 +196,49 @@ def test_read_bytes_returns_the_whole_file(tmp_path: Path, size: int) -> None:
     assert read_bytes_nofollow(tmp_path / "missing") is None
     with pytest.raises(OutputError, match="is a folder"):
         read_bytes_nofollow(tmp_path)
+
+
+@pytest.mark.parametrize("openat", [True, False])
+def test_reading_many_files_of_a_folder_reads_each_like_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openat: bool
+) -> None:
+    """``read_many_nofollow`` gives what ``read_bytes_nofollow`` gives or raises, file by file,
+    through the folder's descriptor and by each path (where ``openat`` is missing)."""
+    import tagger.safeio as safeio
+
+    monkeypatch.setattr(safeio, "_READ_AT", openat and safeio._READ_AT)
+    folder = tmp_path / "captions"
+    folder.mkdir()
+    for size in (0, 1, 300, 65535, 65536, 65537, 3 * 65536 + 5):
+        (folder / f"f{size}.txt").write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    (folder / "victim.txt").write_text("precious")
+    (folder / "link.txt").symlink_to(folder / "victim.txt")
+    (folder / "dangling.txt").symlink_to(tmp_path / "nowhere")
+    (folder / "sub.txt").mkdir()
+    names = sorted(p.name for p in folder.iterdir()) + ["missing.txt", None]
+    got = read_many_nofollow(str(folder), names)
+    assert len(got) == len(names)
+    for name, result in zip(names, got, strict=True):
+        if name is None:
+            assert result is None
+            continue
+        path = folder / name
+        try:
+            expected: object = read_bytes_nofollow(path)
+        except (OutputError, OSError) as exc:
+            assert type(result) is type(exc), name
+            assert str(result) == str(exc), name  # the whole path named, the same words
+            assert str(path) in str(result)
+        else:
+            assert result == expected, name
+    assert got[names.index("f65537.txt")] == (folder / "f65537.txt").read_bytes()
+    assert "symbolic link" in str(got[names.index("link.txt")])
+    assert "symbolic link" in str(got[names.index("dangling.txt")])
+    assert "is a folder" in str(got[names.index("sub.txt")])
+    assert got[names.index("missing.txt")] is None
+    assert (folder / "victim.txt").read_text() == "precious"
+    # a folder that cannot be opened: each file is read by its path, with its own answer
+    assert read_many_nofollow(str(tmp_path / "gone"), ["a.txt"]) == [None]
 
 
 @pytest.mark.parametrize(

@@ -16,10 +16,10 @@ with one stem (``a.jpg``, ``a.png``) share one caption file and are marked ``sha
 
 from __future__ import annotations
 
-import bisect
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import methodcaller
 
 from tagger.errors import OptionsError
 from tagger.safeio import TextFile, read_text_file
@@ -105,22 +105,28 @@ def caption_of(image: str, extension: str = DEFAULT_EXTENSION) -> str:
 
 
 def _stem_files(
-    names: list[str], stem: str, extension: str, known: frozenset[str]
+    names: list[str], at: int, stem: str, extension: str, known: frozenset[str]
 ) -> tuple[int, bool, bool]:
     """(images of the stem, whether its caption is there, whether its sidecar is) among the
-    sorted ``names``: all of them lie in the run of names that start with ``stem.``.
+    sorted ``names``, where ``names[at]`` is one of the stem's files: all of them lie in the
+    run of names that start with ``stem.``, which holds ``at`` (names sort by their prefix),
+    so the run is found by stepping from ``at``, usually a name or two.
 
     >>> names = ["a.b.png", "a.jpg", "a.json", "a.png", "a.txt", "ab.png"]
-    >>> _stem_files(names, "a", ".txt", frozenset({".png", ".jpg"}))
+    >>> _stem_files(names, 3, "a", ".txt", frozenset({".png", ".jpg"}))
     (2, True, True)
-    >>> _stem_files(names, "a.b", ".txt", frozenset({".png", ".jpg"}))
+    >>> _stem_files(names, 0, "a.b", ".txt", frozenset({".png", ".jpg"}))
     (1, False, False)
     """
     prefix = stem + "."
     caption, sidecar = stem + extension, stem + SIDECAR_EXTENSION
-    i = bisect.bisect_left(names, prefix)
+    start, end = at, at + 1
+    while start > 0 and names[start - 1].startswith(prefix):
+        start -= 1
+    while end < len(names) and names[end].startswith(prefix):
+        end += 1
     images, has_caption, has_sidecar = 0, False, False
-    while i < len(names) and names[i].startswith(prefix):
+    for i in range(start, end):
         name = names[i]
         if name == caption:
             has_caption = True
@@ -130,7 +136,6 @@ def _stem_files(
             dot = name.rfind(".")
             if dot == len(stem) and name[dot:].lower() in known:
                 images += 1
-        i += 1
     return images, has_caption, has_sidecar
 
 
@@ -146,7 +151,7 @@ def _folder_entries(
     sub-folders (``rel_folder``: the folder relative to ``root``, with ``/``).
 
     Only the folder's file names are held, once, in one sorted list: an image's caption and
-    sidecar, and the other images of its stem, are found in it by bisection (a folder of a
+    sidecar, and the other images of its stem, are found beside it there (a folder of a
     million files holds a million names, not sets and tables built from them as well).
     """
     from tagger.image import image_extensions
@@ -177,31 +182,31 @@ def _folder_entries(
     def entries() -> Iterator[Entry]:
         memory: dict[str, tuple[int, bool, bool]] = {}
 
-        def files_of(stem: str) -> tuple[int, bool, bool]:
+        def files_of(at: int, stem: str) -> tuple[int, bool, bool]:
             found = memory.get(stem)
             if found is None:
                 if len(memory) >= _STEM_MEMORY:
                     memory.clear()
-                found = memory[stem] = _stem_files(names, stem, extension, known)
+                found = memory[stem] = _stem_files(names, at, stem, extension, known)
             return found
 
-        for name in names:
+        for at, name in enumerate(names):
             dot = name.rfind(".")
             if dot > 0 and name[dot:].lower() in known:
                 stem = name[:dot]
-                images, has_caption, has_sidecar = files_of(stem)
+                images, has_caption, has_sidecar = files_of(at, stem)
                 yield Entry(
-                    image=prefix + name,
-                    caption=prefix + stem + extension,
-                    has_caption=has_caption,
-                    sidecar=prefix + stem + SIDECAR_EXTENSION if has_sidecar else None,
-                    root=root,
-                    shared=images > 1,
-                    rel_folder=rel_folder,
+                    prefix + name,
+                    prefix + stem + extension,
+                    has_caption,
+                    prefix + stem + SIDECAR_EXTENSION if has_sidecar else None,
+                    root,
+                    images > 1,
+                    rel_folder,
                 )
-            elif orphans and name.endswith(extension) and not files_of(name[:-cut])[0]:
+            elif orphans and name.endswith(extension) and not files_of(at, name[:-cut])[0]:
                 # a caption with no image of its stem
-                yield Entry("", prefix + name, True, None, root, rel_folder=rel_folder)
+                yield Entry("", prefix + name, True, None, root, False, rel_folder)
 
     return entries(), [os.path.join(folder, name) for name in subfolders]
 
@@ -279,6 +284,46 @@ def split_tags(text: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
     """
     sep = separator.strip() or separator
     return list(filter(None, map(str.strip, text.split(sep))))
+
+
+#: The printable ASCII characters (``split_tags_many`` deletes them to find any other).
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+
+
+def split_tags_many(
+    texts: Sequence[str], separator: str = DEFAULT_SEPARATOR
+) -> tuple[list[list[str]], bool]:
+    """``[split_tags(t, separator) for t in texts]``, and whether every text is *joined*: its
+    tags joined by ``separator``, stripped, in printable ASCII (how tagger writes captions).
+
+    Joined texts, the usual case, are split in a few passes over all of them at once (a
+    dataset pass splits millions of captions): where each separator is exactly ``", "``
+    (its one-character core and one space) with no space before it, no empty tag and no
+    line break or other control character, a plain ``split(", ")`` gives the stripped,
+    non-empty tags. Any other batch is split text by text.
+
+    >>> split_tags_many(["1girl, solo", "cat\\n"])
+    ([['1girl', 'solo'], ['cat']], True)
+    >>> split_tags_many(["1girl,solo", "a ,b"])
+    ([['1girl', 'solo'], ['a', 'b']], False)
+    """
+    core = separator.strip()
+    if len(core) == 1 and separator == core + " ":
+        stripped = list(map(str.strip, texts))
+        joined = " ".join(stripped)
+        if (
+            joined.isascii()
+            and not joined.encode().translate(None, _PRINTABLE_ASCII)  # no control character
+            and "" not in stripped
+            and not joined.startswith(core)
+            and " " + core not in joined  # no space before a separator, no empty tag
+            and core + "  " not in joined  # nor two after one
+        ):
+            tags = list(map(methodcaller("split", separator), stripped))
+            # every core is one of the separators split on: none is left inside a tag
+            if joined.count(core) == sum(map(len, tags)) - len(tags):
+                return tags, True
+    return [split_tags(text, separator) for text in texts], False
 
 
 def join_tags(tags: Sequence[str], separator: str = DEFAULT_SEPARATOR) -> str:

@@ -15,6 +15,7 @@ at once) and decoded strictly, as ``tagger.safeio.read_text_file`` does.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import time
 from collections import Counter, deque
@@ -28,11 +29,11 @@ from tagger.dataset.reader import (
     DEFAULT_SEPARATOR,
     Entry,
     iter_entries,
-    split_tags,
+    split_tags_many,
 )
 from tagger.dataset.tokens import CLIP_TOKEN_LIMIT, token_counter
 from tagger.errors import OutputError
-from tagger.safeio import decode_body, read_bytes_nofollow, sniff_style
+from tagger.safeio import UTF8_BOM, decode_body, read_many_nofollow, sniff_style
 from tagger.tags import normalize_tag
 
 #: Example paths kept per finding unless told otherwise.
@@ -52,6 +53,18 @@ class Examples:
         self.count += 1
         if self.limit < 0 or len(self.items) < self.limit:
             self.items.append(item)
+
+    def extend(self, count: int, items: Iterable[Any]) -> None:
+        """Count ``count`` more, keeping the first of ``items`` while there is room (only
+        those are taken from it: an example can cost something to make).
+
+        >>> e = Examples(2); e.extend(3, iter("abc")); e.count, e.items
+        (3, ['a', 'b'])
+        """
+        self.count += count
+        room = count if self.limit < 0 else min(count, self.limit - len(self.items))
+        if room > 0:
+            self.items.extend(itertools.islice(items, room))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"count", "examples"}``."""
@@ -169,86 +182,268 @@ class DatasetStats:
 
 
 #: Threads reading caption files ahead of the parsing (a disk serves several reads at once),
-#: each a batch of ``BATCH`` files, at most ``AHEAD`` batches early.
+#: each a batch of at most ``BATCH`` files of one folder, at most ``AHEAD`` batches early.
 READERS = 4
-BATCH = 64
+BATCH = 256
 AHEAD = 8
 #: A caption read faster than this came from the page cache.
 CACHED_SECONDS = 40e-6
 
-
-class _Read:
-    """A caption's bytes as read by a reader thread (or the error that read raised)."""
-
-    __slots__ = ("data", "error")
-
-    def __init__(self, data: bytes | None, error: BaseException | None) -> None:
-        self.data = data
-        self.error = error
-
-    def result(self) -> bytes | None:
-        if self.error is not None:
-            raise self.error
-        return self.data
+#: What reading a caption gave: its bytes, None (no caption to read, or gone), or the error.
+Read = bytes | OutputError | OSError | None
 
 
-def _read_one(path: str | None) -> _Read | None:
-    """Read one caption (``read_bytes_nofollow``); None when there is none to read."""
-    if path is None:
-        return None
-    try:
-        return _Read(read_bytes_nofollow(path), None)
-    except (OutputError, OSError) as exc:
-        return _Read(None, exc)
+def _folder_batches(entries: Iterable[Entry]) -> Iterator[list[Entry]]:
+    """Consecutive entries in lists of at most ``BATCH``, each list of one folder (an entry
+    the walk did not place in a folder of its root is a list of its own)."""
+    batch: list[Entry] = []
+    root: str | None = None
+    folder: str | None = None
+    for entry in entries:
+        if batch and (
+            len(batch) >= BATCH
+            or entry.rel_folder is None
+            or entry.rel_folder != folder
+            or entry.root != root
+        ):
+            yield batch
+            batch = []
+        if not batch:
+            root, folder = entry.root, entry.rel_folder
+        batch.append(entry)
+    if batch:
+        yield batch
 
 
-def _read_batch(paths: list[str | None]) -> list[_Read | None]:
-    """Read each caption; None where there is none to read."""
-    return [_read_one(path) for path in paths]
+def _read_batch(batch: list[Entry]) -> list[Read]:
+    """The caption of each entry of one folder's batch (None where there is none to read)."""
+    folder = os.path.dirname(batch[0].caption)  # noqa: PTH120 (paths stay strings here)
+    cut = len(folder) if folder.endswith(os.sep) else len(folder) + 1
+    names = [e.caption[cut:] if e.has_caption and e.image else None for e in batch]
+    return read_many_nofollow(folder, names)
 
 
-def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[Entry, _Read | None]]:
-    """Each entry with the bytes of its caption (None for entries without one).
+def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[list[Entry], list[Read]]]:
+    """The entries in batches of one folder (``_folder_batches``), each with what reading
+    their captions gave (``Read``).
 
     The first batch is read here and timed: files that come from the page cache (faster than
-    ``CACHED_SECONDS`` each) are read here one by one, files that come from the disk by reader
-    threads in batches a little ahead of the caller (a disk answers several reads at once;
+    ``CACHED_SECONDS`` each) are read here, batch by batch, files that come from the disk by
+    reader threads a few batches ahead of the caller (a disk answers several reads at once;
     threads cost more than they save on cached files).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    source = iter(entries)
-    first = list(itertools.islice(source, BATCH))
-    start = time.perf_counter()
-    reads = _read_batch(_caption_paths(first))
-    elapsed = time.perf_counter() - start
-    yield from zip(first, reads, strict=True)
-    wanted = sum(path is not None for path in _caption_paths(first))
-    if not wanted or elapsed / wanted < CACHED_SECONDS:
-        for entry in source:
-            yield entry, _read_one(_caption_path(entry))
+    batches = _folder_batches(entries)
+    first = next(batches, None)
+    if first is None:
         return
-    window: deque[tuple[list[Entry], Future[list[_Read | None]]]] = deque()
+    start = time.perf_counter()
+    reads = _read_batch(first)
+    elapsed = time.perf_counter() - start
+    yield first, reads
+    wanted = sum(e.has_caption and bool(e.image) for e in first)
+    if not wanted or elapsed / wanted < CACHED_SECONDS:
+        for batch in batches:
+            yield batch, _read_batch(batch)
+        return
+    window: deque[tuple[list[Entry], Future[list[Read]]]] = deque()
     with ThreadPoolExecutor(READERS, thread_name_prefix="tagger-read") as pool:
         while True:
-            batch = list(itertools.islice(source, BATCH))
-            if batch:
-                window.append((batch, pool.submit(_read_batch, _caption_paths(batch))))
-            if window and (not batch or len(window) > AHEAD):
+            batch = next(batches, None)
+            if batch is not None:
+                window.append((batch, pool.submit(_read_batch, batch)))
+            if window and (batch is None or len(window) > AHEAD):
                 done, reading = window.popleft()
-                yield from zip(done, reading.result(), strict=True)
-            if not batch and not window:
+                yield done, reading.result()
+            if batch is None and not window:
                 return
 
 
-def _caption_path(entry: Entry) -> str | None:
-    """The caption to read of an entry (None: nothing to read)."""
-    return entry.caption if entry.has_caption and entry.image else None
+def _decode_all(datas: list[bytes], entries: list[Entry]) -> list[str | OutputError]:
+    """The text of each caption (``decode_body``), or its decoding error: files without a
+    byte order mark or carriage return, the usual ones, are decoded in one pass."""
+    blob = b"".join(datas)
+    if b"\r" not in blob and UTF8_BOM not in blob:
+        try:
+            return list(map(bytes.decode, datas))
+        except UnicodeDecodeError:
+            pass  # one of them is not UTF-8: which one, and the error that names it, below
+    texts: list[str | OutputError] = []
+    for data, entry in zip(datas, entries, strict=True):
+        try:
+            texts.append(decode_body(data, sniff_style(data), entry.caption))
+        except OutputError as exc:
+            texts.append(exc)
+    return texts
 
 
-def _caption_paths(batch: list[Entry]) -> list[str | None]:
-    """The caption to read of each entry (None: nothing to read)."""
-    return [_caption_path(e) for e in batch]
+class _Pass:
+    """The running state of ``dataset_stats``: entries go in in walk order, and every list of
+    examples comes out in that order (captions wait in ``pending`` to be counted together,
+    and are counted before an entry that adds to a list they could add to)."""
+
+    def __init__(
+        self,
+        stats: DatasetStats,
+        separator: str,
+        per_folder: bool,
+        cooccurrence: Iterable[str],
+    ) -> None:
+        self.stats = stats
+        self.separator = separator
+        self.per_folder = per_folder
+        self.counter = token_counter()
+        stats.token_counter = self.counter.source
+        stats.tokens_exact = self.counter.exact
+        self.wanted = {normalize_tag(tag): tag for tag in cooccurrence if tag.strip()}
+        for key in self.wanted.values():
+            stats.cooccurrence[key] = Counter()
+            stats.tag_examples[key] = Examples(stats.examples)
+        self.folder: str | None = None
+        self.folder_counts: Counter[str] = Counter()
+        self.pending: list[Entry] = []
+        self.pending_data: list[bytes] = []
+
+    def add_batch(self, entries: list[Entry], reads: list[Read]) -> None:
+        """Count the entries of one folder (``read_ahead``'s batches): where all are images
+        whose captions were read, the usual case, as a whole."""
+        if not entries:
+            return
+        if self.folder is None or not _all_bytes(reads) or not all(map(_IMAGE, entries)):
+            for entry, read in zip(entries, reads, strict=True):
+                self.add(entry, read)
+            return
+        first = entries[0]
+        folder = first.folder if self.per_folder else ""
+        if folder != self.folder:
+            self.add(first, reads[0])  # starts the folder
+            entries, reads = entries[1:], reads[1:]
+        stats = self.stats
+        stats.images += len(entries)
+        stats.sidecars += len(entries) - list(map(_SIDECAR, entries)).count(None)
+        if any(map(_SHARED, entries)):
+            for entry in entries:
+                if entry.shared:
+                    stats.shared.add(entry.relative)
+        stats.folder_images[folder] += len(entries)
+        self.pending += entries
+        self.pending_data += reads  # type: ignore[arg-type]
+        if len(self.pending) >= BATCH:
+            self.flush()
+
+    def add(self, entry: Entry, read: Read) -> None:
+        """Count one entry and what reading its caption gave."""
+        stats = self.stats
+        if entry.is_orphan:
+            stats.orphans.add(entry.relative)
+            return
+        stats.images += 1
+        if entry.sidecar is not None:
+            stats.sidecars += 1
+        if entry.shared:
+            stats.shared.add(entry.relative)
+        folder = entry.folder if self.per_folder else ""
+        if folder != self.folder:
+            self.flush()
+            self.folder = folder
+            self.folder_counts = stats.folders.setdefault(folder, Counter())
+        stats.folder_images[folder] += 1
+        if isinstance(read, bytes):
+            self.pending.append(entry)
+            self.pending_data.append(read)
+            if len(self.pending) >= BATCH:
+                self.flush()
+            return
+        self.flush()
+        if not entry.has_caption or read is None:  # no caption, or removed since the listing
+            stats.untagged.add(entry.relative)
+            if not entry.has_caption:
+                stats.tag_lengths[0] += 1
+        else:
+            stats.unreadable.add([entry.relative, str(read)])
+
+    def flush(self) -> None:
+        """Count the pending captions (all of one folder)."""
+        entries, datas = self.pending, self.pending_data
+        if not entries:
+            return
+        self.pending, self.pending_data = [], []
+        stats = self.stats
+        texts = _decode_all(datas, entries)
+        if set(map(type, texts)) != {str}:
+            good = []
+            for entry, text in zip(entries, texts, strict=True):
+                if isinstance(text, str):
+                    good.append((entry, text))
+                else:
+                    stats.unreadable.add([entry.relative, str(text)])
+            entries = [entry for entry, _ in good]
+            texts = [text for _, text in good]
+        stats.captioned += len(texts)
+        tag_lists, joined = split_tags_many(texts, self.separator)  # type: ignore[arg-type]
+        lengths = list(map(len, tag_lists))
+        stats.tag_lengths.update(lengths)
+        if joined:  # each text is its tags joined: counted from the tags
+            tokens = self.counter.count_joined(tag_lists, self.separator)
+        else:
+            count = self.counter.count
+            tokens = [count(t) if n else 0 for t, n in zip(texts, lengths, strict=True)]  # type: ignore[arg-type]
+        stats.token_lengths.update(tokens)
+        counts = self.folder_counts
+        known = len(counts)
+        counts.update(itertools.chain.from_iterable(tag_lists))
+        distinct = list(map(len, map(set, tag_lists)))
+        if 0 in lengths or distinct != lengths:
+            for entry, tags, n in zip(entries, tag_lists, distinct, strict=True):
+                if not tags:
+                    stats.untagged.add(entry.relative)
+                elif n != len(tags):  # a tag repeated in one caption counts once
+                    stats.repeated.add(entry.relative)
+                    for tag, times in Counter(tags).items():
+                        if times > 1:
+                            counts[tag] -= times - 1
+        limit = stats.token_limit
+        if max(tokens, default=0) > limit:
+            long = [i for i, n in enumerate(tokens) if n > limit]
+            stats.over_limit.extend(len(long), ([entries[i].relative, tokens[i]] for i in long))
+        if len(counts) > known:  # tags new to the folder: perhaps new to the dataset
+            first_seen = stats.first_seen
+            new = {t for t in itertools.islice(counts, known, None) if t not in first_seen}
+            for entry, tags in zip(entries, tag_lists, strict=True):
+                if not new:
+                    break
+                if not new.isdisjoint(tags):
+                    relative = entry.relative
+                    for tag in tags:
+                        if tag in new:
+                            first_seen[tag] = relative
+                            new.discard(tag)
+        if self.wanted:
+            self._cooccurrence(entries, tag_lists)
+
+    def _cooccurrence(self, entries: list[Entry], tag_lists: list[list[str]]) -> None:
+        """The tags beside each tag asked about, and its images."""
+        stats = self.stats
+        for entry, tags in zip(entries, tag_lists, strict=True):
+            if not tags:
+                continue
+            unique = dict.fromkeys(tags)
+            keys = {normalize_tag(tag) for tag in unique}
+            for key, name in self.wanted.items():
+                if key in keys:
+                    stats.tag_examples[name].add(entry.relative)
+                    stats.cooccurrence[name].update(t for t in unique if normalize_tag(t) != key)
+
+
+def _all_bytes(reads: list[Read]) -> bool:
+    """Whether every read gave bytes (one pass over the types, in C)."""
+    return not reads or set(map(type, reads)) == {bytes}
+
+
+_IMAGE = operator.attrgetter("image")
+_SIDECAR = operator.attrgetter("sidecar")
+_SHARED = operator.attrgetter("shared")
 
 
 def dataset_stats(
@@ -271,78 +466,18 @@ def dataset_stats(
     no bound, which makes memory grow with the dataset). ``progress`` is called with the
     number of entries read, every 1,000 entries.
     """
-    counter = token_counter()
     stats = DatasetStats(examples=examples, token_limit=token_limit)
-    stats.token_counter = counter.source
-    stats.tokens_exact = counter.exact
-    wanted = {normalize_tag(tag): tag for tag in cooccurrence if tag.strip()}
-    for key in wanted.values():
-        stats.cooccurrence[key] = Counter()
-        stats.tag_examples[key] = Examples(examples)
-    count = counter.count
-    first_seen = stats.first_seen
-    tag_images = stats.tag_images
+    state = _Pass(stats, separator, per_folder, cooccurrence)
     walk = entries
     if walk is None:
         walk = iter_entries(paths, extension=extension, recursive=recursive)
-    current_folder: str | None = None
-    folder_counts: Counter[str] = Counter()
     seen = 0
-    for entry, read in read_ahead(walk):
-        seen += 1
-        if progress is not None and seen % 1000 == 0:
-            progress(seen)
-        if entry.is_orphan:
-            stats.orphans.add(entry.relative)
-            continue
-        stats.images += 1
-        if entry.sidecar is not None:
-            stats.sidecars += 1
-        if entry.shared:
-            stats.shared.add(entry.relative)
-        folder = entry.folder if per_folder else ""
-        if folder != current_folder:
-            current_folder = folder
-            folder_counts = stats.folders.setdefault(folder, Counter())
-        stats.folder_images[folder] += 1
-        if not entry.has_caption:
-            stats.untagged.add(entry.relative)
-            stats.tag_lengths[0] += 1
-            continue
-        try:
-            data = read.result()  # type: ignore[union-attr]
-            text = None if data is None else decode_body(data, sniff_style(data), entry.caption)
-        except (OutputError, OSError) as exc:
-            stats.unreadable.add([entry.relative, str(exc)])
-            continue
-        if text is None:  # removed since the folder was listed
-            stats.untagged.add(entry.relative)
-            continue
-        stats.captioned += 1
-        tags = split_tags(text, separator)
-        stats.tag_lengths[len(tags)] += 1
-        if not tags:
-            stats.untagged.add(entry.relative)
-            stats.token_lengths[0] += 1
-            continue
-        unique = dict.fromkeys(tags)
-        if len(unique) != len(tags):
-            stats.repeated.add(entry.relative)
-        folder_counts.update(unique.keys())
-        if not unique.keys() <= first_seen.keys():  # a tag not seen before (a set test in C)
-            relative = entry.relative
-            for tag in unique:
-                first_seen.setdefault(tag, relative)
-        tokens = count(text)
-        stats.token_lengths[tokens] += 1
-        if tokens > token_limit:
-            stats.over_limit.add([entry.relative, tokens])
-        if wanted:
-            keys = {normalize_tag(tag) for tag in unique}
-            for key, name in wanted.items():
-                if key in keys:
-                    stats.tag_examples[name].add(entry.relative)
-                    stats.cooccurrence[name].update(t for t in unique if normalize_tag(t) != key)
+    for batch, reads in read_ahead(walk):
+        state.add_batch(batch, reads)
+        if progress is not None and (seen + len(batch)) // 1000 > seen // 1000:
+            progress((seen + len(batch)) // 1000 * 1000)
+        seen += len(batch)
+    state.flush()
     for counts in stats.folders.values():
-        tag_images.update(counts)
+        stats.tag_images.update(counts)
     return stats

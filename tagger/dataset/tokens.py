@@ -22,9 +22,10 @@ import html
 import importlib.util
 import itertools
 import logging
+import operator
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 log = logging.getLogger("tagger")
@@ -141,12 +142,107 @@ def clean_text(text: str) -> str:
     return " ".join(text.split()).strip().lower()
 
 
-class ClipTokenCounter:
+def is_plain(text: str) -> bool:
+    """Whether CLIP's cleaning only lower-cases ``text`` and collapses its whitespace: ASCII
+    with no control character (ftfy's domain) and no ``&`` (HTML entities).
+
+    >>> is_plain("long hair, 1girl"), is_plain("café"), is_plain("&amp;"), is_plain("a\\x0b")
+    (True, False, False, False)
+    """
+    return text.isascii() and "&" not in text and not _CONTROL.search(text)
+
+
+#: Tags whose counts ``count_joined`` remembers before it starts again.
+_REMEMBERED_TAGS = 1 << 17
+
+
+class _JoinedCounts:
+    """``count_joined``: token counts of many tag lists from each distinct tag's count."""
+
+    def __init__(self) -> None:
+        # the separator's part before its final whitespace, and for each tag seen: its count
+        # followed by that part (-1: not plain), and its count alone
+        self._tail: str | None = None
+        self._pieces: dict[str, int] = {}
+        self._lasts: dict[str, int] = {}
+
+    def count(self, text: str) -> int:
+        """CLIP tokens of a text (each counter's own)."""
+        raise NotImplementedError
+
+    def count_joined(self, tag_lists: Sequence[list[str]], separator: str) -> list[int]:
+        """``[self.count(separator.join(tags)) for tags in tag_lists]``, counting each
+        distinct tag once.
+
+        No word of CLIP's pattern spans whitespace, so where the separator ends with
+        whitespace, ``a, b, c`` counts as ``"a,"`` + ``"b,"`` + ``"c"``; and where each such
+        piece is plain (``is_plain``), cleaning the whole text cleans each piece alone. A
+        caption's count is then a sum of remembered counts, and the tags of all the lists
+        are looked up in one pass. A caption with a tag that is not plain is counted whole.
+        """
+        tail = separator.rstrip()
+        if not separator[-1:].isspace() or not is_plain(separator):
+            return [self.count(separator.join(tags)) for tags in tag_lists]
+        if tail != self._tail or len(self._pieces) > _REMEMBERED_TAGS:
+            self._tail, self._pieces, self._lasts = tail, {}, {}
+        pieces, lasts = self._pieces, self._lasts
+        flat = list(itertools.chain.from_iterable(tag_lists))
+        values = list(map(pieces.get, flat))
+        if None in values:
+            for i, tag in enumerate(flat):
+                if values[i] is None:
+                    piece = tag + tail
+                    value = pieces[tag] = self.count(piece) if is_plain(piece) else -1
+                    values[i] = value
+        if not all(tag_lists) or -1 in values:  # an empty list, or a tag that is not plain
+            return self._count_each(tag_lists, separator, values)
+        # the sum of each list's pieces, less its last one's, plus its last tag alone (the
+        # last tag has no separator after it): a few passes over all the lists at once
+        ends = list(itertools.accumulate(map(len, tag_lists)))
+        sums = list(itertools.accumulate(values, initial=0))
+        totals = map(
+            operator.sub, map(sums.__getitem__, ends), map(sums.__getitem__, [0, *ends[:-1]])
+        )
+        last_tags = list(map(operator.itemgetter(-1), tag_lists))
+        alone = list(map(lasts.get, last_tags))
+        if None in alone:
+            alone = [self._alone(tag) for tag in last_tags]
+        last_pieces = map(pieces.__getitem__, last_tags)
+        return list(map(operator.add, map(operator.sub, totals, last_pieces), alone))
+
+    def _alone(self, tag: str) -> int:
+        """A tag's count (remembered)."""
+        count = self._lasts.get(tag)
+        if count is None:
+            count = self._lasts[tag] = self.count(tag)
+        return count
+
+    def _count_each(
+        self, tag_lists: Sequence[list[str]], separator: str, values: list[int]
+    ) -> list[int]:
+        """``count_joined`` list by list, from the pieces' ``values`` (-1: not plain)."""
+        counts: list[int] = []
+        start = 0
+        for tags in tag_lists:
+            end = start + len(tags)
+            if not tags:
+                counts.append(self.count(""))
+            elif -1 in values[start:end]:
+                counts.append(self.count(separator.join(tags)))  # counted whole
+            else:
+                last = tags[-1]
+                counts.append(sum(values[start:end]) - self._pieces[last] + self._alone(last))
+            start = end
+        return counts
+
+
+class ClipTokenCounter(_JoinedCounts):
     """Counts CLIP tokens exactly (``count``), remembering each distinct word's length."""
 
     exact = True
 
     def __init__(self, ranks: dict[tuple[str, str], int], source: str = "") -> None:
+        super().__init__()
         self.ranks = ranks
         self.source = source
         self._lengths: dict[str, int] = {}
@@ -197,7 +293,7 @@ class ClipTokenCounter:
         return sum(lengths)  # type: ignore[arg-type]
 
 
-class EstimatedTokenCounter:
+class EstimatedTokenCounter(_JoinedCounts):
     """A lower bound when no CLIP merge list is available: one token per word, number and run
     of punctuation (long or rare words take several tokens in CLIP)."""
 
@@ -205,6 +301,7 @@ class EstimatedTokenCounter:
     source = "estimate (no CLIP tokenizer found: install open_clip_torch for exact counts)"
 
     def __init__(self) -> None:
+        super().__init__()
         self._ascii = re.compile(_ASCII_PATTERN)
 
     def count(self, text: str) -> int:
