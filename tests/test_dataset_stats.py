@@ -397,8 +397,9 @@ def test_split_tags_is_the_writers_split(text: str, separator: str) -> None:
 
 # -- the batched pass against its one-by-one definitions ---------------------------------------
 
-_PIECES = ["1girl", "long hair", "a", "b", "x_y", ":)", "^_^", "(cat:1.2)", "café", "&amp;", "don't"]
-_GLUE = [", ", ",", " ,", ",  ", ", ,", ",\t", "\n", " | ", "|", " ", ",\x0b", ""]
+_PIECES = ["1girl", "long hair", "a", "b", "x_y", ":)", "^_^", "(cat:1.2)", "café", "&amp;",
+           "don't"]  # fmt: skip
+_GLUE = [", ", ",", " ,", ",  ", ", ,", ",\t", "\n", " | ", "|", " ", ",\x0b", "\x0c", "\t", ""]
 
 
 @given(st.lists(st.lists(st.sampled_from(_PIECES + _GLUE), max_size=8), max_size=12),
@@ -409,10 +410,13 @@ def test_split_tags_many_is_split_tags_text_by_text(parts: list[list[str]], sepa
     texts = ["".join(p) for p in parts]
     tags, joined = split_tags_many(texts, separator)
     assert tags == [split_tags(text, separator) for text in texts]
-    if joined:  # what "joined" promises: each text is its tags joined, in printable ASCII
-        for text, found in zip(texts, tags, strict=True):
-            assert text.strip() == separator.join(found)
-            assert text.strip().isascii() and text.strip().isprintable()
+    if joined:  # what "joined" promises: each text is its tags joined, in printable ASCII,
+        for text, found in zip(texts, tags, strict=True):  # with only layout around them
+            assert text.strip(" \t\n") == separator.join(found)
+            assert text.strip(" \t\n").isascii()
+            assert text.strip(" \t\n").isprintable()
+            for counter in _counters():  # so the statistics count its tokens from its tags
+                assert counter.count(text) == counter.count(separator.join(found))  # type: ignore[attr-defined]
 
 
 def test_split_tags_many_takes_the_fast_way_for_written_captions() -> None:
@@ -434,7 +438,8 @@ _TAG_WORDS = ["1girl", "long hair", "x_y", ":)", "^_^", ">_<", "(cat:1.2)", "it'
 def _tiny_ranks() -> dict[tuple[str, str], int]:
     """A few merges of CLIP's kind (a word's last symbol ends in ``</w>``)."""
     pairs = [("h", "a"), ("ha", "i"), ("hai", "r</w>"), ("g", "i"), ("gi", "r"), ("l", "o"),
-             ("lo", "n"), ("lon", "g</w>"), (",", "</w>"), ("_", "</w>"), (":", ")</w>")]  # fmt: skip
+             ("lo", "n"), ("lon", "g</w>"), (",", "</w>"), ("_", "</w>"),
+             (":", ")</w>")]  # fmt: skip
     return {pair: rank for rank, pair in enumerate(pairs)}
 
 
@@ -509,7 +514,8 @@ def test_statistics_are_the_same_counted_in_batches_or_one_by_one(
     single.parent.mkdir(parents=True, exist_ok=True)
     single.touch()
     options = [{}, {"cooccurrence": ["solo", "long hair"], "examples": 3},
-               {"separator": " | ", "per_folder": False}, {"token_limit": 8, "examples": -1}]  # fmt: skip
+               {"separator": " | ", "per_folder": False},
+               {"token_limit": 8, "examples": -1}]  # fmt: skip
     batched = [dataset_stats([folder, single], **o) for o in options]  # type: ignore[arg-type]
     monkeypatch.setattr(stats_module, "BATCH", 1)
     for o, many in zip(options, batched, strict=True):
@@ -518,8 +524,8 @@ def test_statistics_are_the_same_counted_in_batches_or_one_by_one(
         assert list(many.first_seen.items()) == list(one.first_seen.items())
         assert list(many.tag_images.items()) == list(one.tag_images.items())
     data = batched[0].to_dict()
-    assert data["unreadable_captions"]["count"] > 0 and data["repeated_tags"]["count"] > 0
-    assert data["untagged"]["count"] > 0 and data["orphan_captions"]["count"] > 0
+    for finding in ("unreadable_captions", "repeated_tags", "untagged", "orphan_captions"):
+        assert data[finding]["count"] > 0, finding  # every kind of entry was there
 
 
 def test_count_joined_counts_a_caption_with_a_tag_that_is_not_plain_whole() -> None:

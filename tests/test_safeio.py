@@ -198,6 +198,14 @@ def test_read_bytes_returns_the_whole_file(tmp_path: Path, size: int) -> None:
         read_bytes_nofollow(tmp_path)
 
 
+def _read_one(path: Path) -> bytes | Exception | None:
+    """``read_bytes_nofollow``, the error it raises returned."""
+    try:
+        return read_bytes_nofollow(path)
+    except (OutputError, OSError) as exc:
+        return exc
+
+
 @pytest.mark.parametrize("openat", [True, False])
 def test_reading_many_files_of_a_folder_reads_each_like_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openat: bool
@@ -210,25 +218,24 @@ def test_reading_many_files_of_a_folder_reads_each_like_one(
     folder = tmp_path / "captions"
     folder.mkdir()
     for size in (0, 1, 300, 65535, 65536, 65537, 3 * 65536 + 5):
-        (folder / f"f{size}.txt").write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        (folder / f"f{size}.txt").write_bytes(data)
     (folder / "victim.txt").write_text("precious")
     (folder / "link.txt").symlink_to(folder / "victim.txt")
     (folder / "dangling.txt").symlink_to(tmp_path / "nowhere")
     (folder / "sub.txt").mkdir()
-    names = sorted(p.name for p in folder.iterdir()) + ["missing.txt", None]
+    names = [*sorted(p.name for p in folder.iterdir()), "missing.txt", None]
     got = read_many_nofollow(str(folder), names)
     assert len(got) == len(names)
     for name, result in zip(names, got, strict=True):
         if name is None:
             assert result is None
             continue
-        path = folder / name
-        try:
-            expected: object = read_bytes_nofollow(path)
-        except (OutputError, OSError) as exc:
-            assert type(result) is type(exc), name
-            assert str(result) == str(exc), name  # the whole path named, the same words
-            assert str(path) in str(result)
+        expected = _read_one(folder / name)
+        if isinstance(expected, Exception):
+            assert type(result) is type(expected), name
+            assert str(result) == str(expected), name  # the whole path named, the same words
+            assert str(folder / name) in str(result)
         else:
             assert result == expected, name
     assert got[names.index("f65537.txt")] == (folder / "f65537.txt").read_bytes()

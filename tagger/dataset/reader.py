@@ -288,13 +288,16 @@ def split_tags(text: str, separator: str = DEFAULT_SEPARATOR) -> list[str]:
 
 #: The printable ASCII characters (``split_tags_many`` deletes them to find any other).
 _PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
+#: What may surround a joined caption's tags (any other whitespace is left to the slow way).
+_STRIP_LAYOUT = methodcaller("strip", " \t\n")
 
 
 def split_tags_many(
     texts: Sequence[str], separator: str = DEFAULT_SEPARATOR
 ) -> tuple[list[list[str]], bool]:
     """``[split_tags(t, separator) for t in texts]``, and whether every text is *joined*: its
-    tags joined by ``separator``, stripped, in printable ASCII (how tagger writes captions).
+    tags joined by ``separator`` in printable ASCII, with nothing before or after them but
+    spaces, tabs and line breaks (how tagger writes captions).
 
     Joined texts, the usual case, are split in a few passes over all of them at once (a
     dataset pass splits millions of captions): where each separator is exactly ``", "``
@@ -309,7 +312,7 @@ def split_tags_many(
     """
     core = separator.strip()
     if len(core) == 1 and separator == core + " ":
-        stripped = list(map(str.strip, texts))
+        stripped = list(map(_STRIP_LAYOUT, texts))
         joined = " ".join(stripped)
         if (
             joined.isascii()
