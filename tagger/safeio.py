@@ -497,28 +497,11 @@ def read_many_nofollow(
             dir_fd = None
     results: list[bytes | OutputError | OSError | None] = []
     append = results.append
-    flags = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     try:
         for name in names:
             if name is None:
                 append(None)
                 continue
-            if dir_fd is not None:  # the usual small file, in as few steps as there can be
-                try:
-                    fd = os.open(name, flags, dir_fd=dir_fd)
-                except OSError:
-                    pass  # missing, a link, or another error: told apart below
-                else:
-                    try:
-                        data = os.read(fd, _READ_CHUNK)
-                    except OSError:
-                        os.close(fd)
-                    else:
-                        if len(data) < _READ_CHUNK:
-                            os.close(fd)
-                            append(data)
-                            continue
-                        os.close(fd)
             path = folder + sep + name
             try:
                 fd = _open_fd_nofollow(path, None if dir_fd is None else (dir_fd, name))

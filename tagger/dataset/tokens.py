@@ -278,10 +278,8 @@ class ClipTokenCounter(_JoinedCounts):
         No word of CLIP's pattern spans whitespace, so the count is the sum over the
         whitespace-separated chunks of the cleaned text, and each distinct chunk is counted once.
         """
-        if "&" in text or not text.isascii() or _CONTROL.search(text):
-            text = clean_text(text)
-        else:  # what cleaning leaves of plain ASCII text
-            text = text.lower()
+        # what cleaning leaves of plain text is the text in lower case
+        text = text.lower() if is_plain(text) else clean_text(text)
         chunks = text.split()
         lengths = list(map(self._chunks.get, chunks))
         if None in lengths:  # words not seen before: count them once
