@@ -100,11 +100,21 @@ def _entries_by_sets(folder: Path, extension: str) -> list[tuple]:
     return sorted(rows)
 
 
+@pytest.mark.parametrize("run", [None, 1, 3])
 @pytest.mark.parametrize("extension", [".txt", ".wd.txt"])
-def test_reader_pairs_files_like_plain_sets(tmp_path: Path, extension: str) -> None:
+def test_reader_pairs_files_like_plain_sets(
+    tmp_path: Path, extension: str, run: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Shared stems, dotted stems, upper-case extensions, sidecars and orphans: the walk's
-    entries equal the plain set-based answer, on a planted folder and on random ones."""
+    entries equal the plain set-based answer, on a planted folder and on random ones, in
+    order of their stems; the same when the names are sorted in runs on disk (``run``)."""
     import random
+
+    from tagger.dataset import runs
+    from tagger.dataset.reader import stem_key
+
+    if run is not None:
+        monkeypatch.setattr(runs, "RUN", run)
 
     planted = [
         "a.png",
@@ -155,7 +165,7 @@ def test_reader_pairs_files_like_plain_sets(tmp_path: Path, extension: str) -> N
         )
         assert got == _entries_by_sets(folder, extension), label
         order = [Path(e.path).name for e in iter_entries([folder], extension=extension)]
-        assert order == sorted(order), label
+        assert order == sorted(order, key=lambda name: stem_key(name, extension)), label
 
 
 def test_statistics_are_exact(tmp_path: Path) -> None:

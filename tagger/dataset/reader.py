@@ -1,11 +1,11 @@
 """Reading a dataset lazily: images, their caption files and JSON sidecars, folder by folder.
 
-A dataset is one or more folders (walked in name order, sub-folders after the files, hidden
-names skipped like everywhere in tagger) or image files. An image ``a.png`` has the caption
-``a<extension>`` (``.txt`` unless told otherwise) and the sidecar ``a.json`` beside it. Only one
-folder's names are held at a time, so a million files never load at once; captions are read
-when asked for, strictly (``tagger.safeio.read_text_file``: UTF-8, byte order mark and line
-endings remembered).
+A dataset is one or more folders (walked in order of the files' stems, sub-folders after the
+files, hidden names skipped like everywhere in tagger) or image files. An image ``a.png`` has
+the caption ``a<extension>`` (``.txt`` unless told otherwise) and the sidecar ``a.json`` beside
+it. A folder's names are sorted a few thousand at a time (``tagger.dataset.runs``), so a million
+files never load at once; captions are read when asked for, strictly
+(``tagger.safeio.read_text_file``: UTF-8, byte order mark and line endings remembered).
 
 A caption file with no image beside it is an *orphan* (``Entry.image`` is empty); two images
 with one stem (``a.jpg``, ``a.png``) share one caption file and are marked ``shared``.
@@ -104,111 +104,119 @@ def caption_of(image: str, extension: str = DEFAULT_EXTENSION) -> str:
     return os.path.splitext(image)[0] + extension
 
 
-def _stem_files(
-    names: list[str], at: int, stem: str, extension: str, known: frozenset[str]
-) -> tuple[int, bool, bool]:
-    """(images of the stem, whether its caption is there, whether its sidecar is) among the
-    sorted ``names``, where ``names[at]`` is one of the stem's files: all of them lie in the
-    run of names that start with ``stem.``, which holds ``at`` (names sort by their prefix),
-    so the run is found by stepping from ``at``, usually a name or two.
+def stem_key(name: str, extension: str) -> str:
+    """``stem NUL extension`` of a file name: keys sort by stem, then by extension, so the files
+    of one stem (its images, its caption ``stem<extension>``, its sidecar) are neighbours.
 
-    >>> names = ["a.b.png", "a.jpg", "a.json", "a.png", "a.txt", "ab.png"]
-    >>> _stem_files(names, 3, "a", ".txt", frozenset({".png", ".jpg"}))
-    (2, True, True)
-    >>> _stem_files(names, 0, "a.b", ".txt", frozenset({".png", ".jpg"}))
-    (1, False, False)
+    >>> stem_key("a.b.png", ".txt"), stem_key("a.wd.txt", ".wd.txt"), stem_key("README", ".txt")
+    ('a.b\\x00.png', 'a\\x00.wd.txt', 'README\\x00')
     """
-    prefix = stem + "."
-    caption, sidecar = stem + extension, stem + SIDECAR_EXTENSION
-    start, end = at, at + 1
-    while start > 0 and names[start - 1].startswith(prefix):
-        start -= 1
-    while end < len(names) and names[end].startswith(prefix):
-        end += 1
-    images, has_caption, has_sidecar = 0, False, False
-    for i in range(start, end):
-        name = names[i]
-        if name == caption:
-            has_caption = True
-        elif name == sidecar:
-            has_sidecar = True
-        else:
-            dot = name.rfind(".")
-            if dot == len(stem) and name[dot:].lower() in known:
-                images += 1
-    return images, has_caption, has_sidecar
+    if name.endswith(extension):
+        cut = len(name) - len(extension)
+        return name[:cut] + "\0" + extension
+    dot = name.rfind(".")
+    return name[:dot] + "\0" + name[dot:] if dot > 0 else name + "\0"
 
 
-#: Stems whose files are remembered while a folder is walked (names sort by stem, so a stem's
-#: image and caption are met close together; past this many the memory starts again).
-_STEM_MEMORY = 256
+def _stem_entries(
+    prefix: str,
+    stem: str,
+    extensions: list[str],
+    extension: str,
+    known: frozenset[str],
+    context: tuple[str, str | None, bool],
+) -> Iterator[Entry]:
+    """The entries of one stem's files (``extensions``, sorted): each image, or the caption
+    alone when no image has the stem (an orphan, where ``context`` = (root, rel_folder,
+    orphans) asks for them)."""
+    root, rel_folder, orphans = context
+    images = [e for e in extensions if e.lower() in known]
+    has_caption = extension in extensions
+    if not images:
+        if orphans and has_caption:
+            yield Entry("", prefix + stem + extension, True, None, root, False, rel_folder)
+        return
+    base = prefix + stem
+    sidecar = base + SIDECAR_EXTENSION if SIDECAR_EXTENSION in extensions else None
+    caption = base + extension
+    shared = len(images) > 1
+    for image in images:
+        yield Entry(base + image, caption, has_caption, sidecar, root, shared, rel_folder)
 
 
 def _folder_entries(
     folder: str, root: str, extension: str, orphans: bool, rel_folder: str | None = None
 ) -> tuple[Iterator[Entry], list[str]]:
-    """The entries of one folder, in name order (made one at a time), and its visible
-    sub-folders (``rel_folder``: the folder relative to ``root``, with ``/``).
+    """The entries of one folder, in order of their stems (``stem_key``: ``a.png`` before
+    ``a-1.png`` and ``a.b.png``), made one at a time, and its visible sub-folders
+    (``rel_folder``: the folder relative to ``root``, with ``/``), by name. The list of
+    sub-folders is filled by the time the entries are done.
 
-    Only the folder's file names are held, once, in one sorted list: an image's caption and
-    sidecar, and the other images of its stem, are found beside it there (a folder of a
-    million files holds a million names, not sets and tables built from them as well).
+    The names are sorted by ``runs.bounded_sorted``: a folder of a million files holds a few
+    thousand names at a time, the rest wait sorted in a temporary file (or, where no temporary
+    file can be made, are sorted in memory). A folder that cannot be listed gives no entries.
     """
+    from tagger.dataset.runs import bounded_sorted
     from tagger.image import image_extensions
 
     known = image_extensions()
-    names: list[str] = []
     subfolders: list[str] = []
-    try:
-        with os.scandir(folder) as scan:
-            for entry in scan:
-                name = entry.name
-                if name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir():
-                        subfolders.append(name)
-                        continue
-                except OSError:
-                    continue
-                names.append(name)
-    except OSError:
-        return iter(()), []
-    names.sort()
-    subfolders.sort()
+    failed: list[OSError] = []
     prefix = folder if folder.endswith(os.sep) else folder + os.sep
-    cut = len(extension)
+    context = (root, rel_folder, orphans)
+
+    def scan() -> Iterator[str]:
+        subfolders.clear()
+        failed.clear()
+        try:
+            with os.scandir(folder) as listing:
+                for entry in listing:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_dir():
+                            subfolders.append(name)
+                            continue
+                    except OSError:
+                        continue
+                    yield stem_key(name, extension)
+        except OSError as exc:
+            failed.append(exc)
+            subfolders.clear()
+        subfolders.sort()
 
     def entries() -> Iterator[Entry]:
-        memory: dict[str, tuple[int, bool, bool]] = {}
-
-        def files_of(at: int, stem: str) -> tuple[int, bool, bool]:
-            found = memory.get(stem)
-            if found is None:
-                if len(memory) >= _STEM_MEMORY:
-                    memory.clear()
-                found = memory[stem] = _stem_files(names, at, stem, extension, known)
-            return found
-
-        for at, name in enumerate(names):
-            dot = name.rfind(".")
-            if dot > 0 and name[dot:].lower() in known:
-                stem = name[:dot]
-                images, has_caption, has_sidecar = files_of(at, stem)
+        try:
+            keys = bounded_sorted(scan())
+            first = next(keys, None)
+        except OSError:  # no temporary file to sort in
+            keys = iter(sorted(scan()))
+            first = next(keys, None)
+        if failed or first is None:
+            return
+        stem, _, ext = first.partition("\0")
+        extensions = [ext]
+        for key in keys:
+            name, _, ext = key.partition("\0")
+            if name == stem:
+                extensions.append(ext)
+                continue
+            if (
+                len(extensions) == 2
+                and extensions[1] == extension
+                and extensions[0].lower() in known
+            ):
+                base = prefix + stem  # the usual stem: one image and its caption
                 yield Entry(
-                    prefix + name,
-                    prefix + stem + extension,
-                    has_caption,
-                    prefix + stem + SIDECAR_EXTENSION if has_sidecar else None,
-                    root,
-                    images > 1,
-                    rel_folder,
+                    base + extensions[0], base + extension, True, None, root, False, rel_folder
                 )
-            elif orphans and name.endswith(extension) and not files_of(at, name[:-cut])[0]:
-                # a caption with no image of its stem
-                yield Entry("", prefix + name, True, None, root, False, rel_folder)
+            else:
+                yield from _stem_entries(prefix, stem, extensions, extension, known, context)
+            stem, extensions = name, [ext]
+        yield from _stem_entries(prefix, stem, extensions, extension, known, context)
 
-    return entries(), [os.path.join(folder, name) for name in subfolders]
+    return entries(), subfolders
 
 
 def iter_entries(
@@ -220,8 +228,8 @@ def iter_entries(
 ) -> Iterator[Entry]:
     """Yield every image (and, with ``orphans``, every caption without an image) of ``paths``.
 
-    Folders are walked folder by folder (files in name order, then sub-folders when
-    ``recursive``); a folder reached twice through links is read once. An image file named
+    Folders are walked folder by folder (files in order of their stems, then sub-folders by
+    name when ``recursive``); a folder reached twice through links is read once. An image file named
     directly is one entry whose root is its folder. Raises ``OptionsError`` for a path that
     does not exist.
     """
@@ -262,8 +270,8 @@ def iter_entries(
             yield from entries
             if recursive:
                 pending.extend(
-                    (sub, f"{rel_folder}/{os.path.basename(sub)}".lstrip("/"))
-                    for sub in reversed(subfolders)
+                    (os.path.join(folder, name), f"{rel_folder}/{name}".lstrip("/"))
+                    for name in reversed(subfolders)
                 )
 
 

@@ -304,6 +304,8 @@ class _Pass:
         self.folder_counts: Counter[str] = Counter()
         self.pending: list[Entry] = []
         self.pending_data: list[bytes] = []
+        #: One string object for each tag, shared by the counters of all folders.
+        self.names: dict[str, str] = {}
 
     def add_batch(self, entries: list[Entry], reads: list[Read]) -> None:
         """Count the entries of one folder (``read_ahead``'s batches): where all are images
@@ -346,6 +348,7 @@ class _Pass:
         folder = entry.folder if self.per_folder else ""
         if folder != self.folder:
             self.flush()
+            self.share_names()
             self.folder = folder
             self.folder_counts = stats.folders.setdefault(folder, Counter())
         stats.folder_images[folder] += 1
@@ -422,6 +425,17 @@ class _Pass:
         if self.wanted:
             self._cooccurrence(entries, tag_lists)
 
+    def share_names(self) -> None:
+        """Key the finished folder's counter with the pass's own tag strings: each folder's
+        counter would otherwise hold strings of its own captions, one copy of the vocabulary
+        per folder."""
+        if self.folder is None:
+            return
+        names = self.names
+        shared = names.setdefault
+        counts = self.folder_counts
+        self.stats.folders[self.folder] = Counter({shared(t, t): n for t, n in counts.items()})
+
     def _cooccurrence(self, entries: list[Entry], tag_lists: list[list[str]]) -> None:
         """The tags beside each tag asked about, and its images."""
         stats = self.stats
@@ -478,6 +492,7 @@ def dataset_stats(
             progress((seen + len(batch)) // 1000 * 1000)
         seen += len(batch)
     state.flush()
+    state.share_names()
     for counts in stats.folders.values():
         stats.tag_images.update(counts)
     return stats

@@ -1,0 +1,153 @@
+"""Sorting more strings than are worth holding at once: sorted runs in a temporary file.
+
+A folder of a million images has a million names, and walking it in order means sorting them.
+``bounded_sorted`` holds at most ``run`` of them in memory: each full run is sorted and written
+to one unnamed temporary file, and the runs are merged back (``merge_blocks``) a block at a
+time. A folder smaller than one run never touches the disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterable, Iterator
+
+#: Strings held in memory before a sorted run goes to the disk.
+RUN = 4096
+#: Runs merged at once; more are first merged into longer runs (each open run holds a block).
+FAN_IN = 32
+#: Bytes read from a run at a time, and strings written at a time.
+BLOCK = 4096
+WRITE = 1024
+
+_ENCODING = ("utf-8", "surrogatepass")  # every str a file name can be, and back
+
+
+class _RunFile:
+    """Sorted runs, one after another in one unnamed temporary file."""
+
+    def __init__(self, separator: str) -> None:
+        import tempfile
+
+        self.separator = separator.encode(*_ENCODING)
+        self.handle = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        self.fd = self.handle.fileno()
+        self.end = 0
+
+    def write(self, items: Iterable[str]) -> tuple[int, int]:
+        """Append one sorted run, written as it comes, ``WRITE`` strings at a time; its
+        (offset, length)."""
+        start = self.end
+        source = iter(items)
+        separator = self.separator.decode()
+        while chunk := list(itertools.islice(source, WRITE)):
+            if self.end > start:
+                chunk.insert(0, "")  # the separator between this chunk and the last
+            self._append(separator.join(chunk).encode(*_ENCODING))
+        return start, self.end - start
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, self.end)
+            self.end += done
+            view = view[done:]
+
+    def read(self, run: tuple[int, int]) -> Iterator[list[str]]:
+        """The strings of one run, in order, a block's worth at a time."""
+        offset, length = run
+        end = offset + length
+        tail = b""
+        while offset < end:
+            block = os.pread(self.fd, min(BLOCK, end - offset), offset)
+            if not block:
+                raise OSError(f"the sort's temporary file ended early at byte {offset}")
+            offset += len(block)
+            parts = (tail + block).split(self.separator)
+            tail = parts.pop() if offset < end else b""
+            if parts:
+                yield [part.decode(*_ENCODING) for part in parts]
+
+    def close(self) -> None:
+        """Remove the file (it has no name: closing it frees its space)."""
+        self.handle.close()
+
+
+def merge_blocks(runs: list[Iterator[list[str]]]) -> Iterator[str]:
+    """The strings of sorted ``runs`` (each given as sorted lists, blocks, one after another)
+    in sorted order, a block at a time: everything up to the smallest last string of the
+    blocks at hand is taken from all of them and sorted together (in C; the pieces are sorted
+    runs, which Python's sort merges in linear time). No string left in a run can sort before
+    that bound, so each step's strings come out in their final order.
+
+    >>> list(merge_blocks([iter([["a", "d"], ["e"]]), iter([["b", "c"], ["f"]])]))
+    ['a', 'b', 'c', 'd', 'e', 'f']
+    """
+    from bisect import bisect_right
+
+    heads: list[tuple[list[str], int, Iterator[list[str]]]] = []
+    for run in runs:
+        block = next(run, None)
+        if block:
+            heads.append((block, 0, run))
+    while heads:
+        bound = min(block[-1] for block, _, _ in heads)
+        out: list[str] = []
+        kept = []
+        for block, start, run in heads:
+            cut = bisect_right(block, bound, start)
+            out += block[start:cut]
+            if cut < len(block):
+                kept.append((block, cut, run))
+                continue
+            following = next(run, None)
+            if following:
+                kept.append((following, 0, run))
+        heads = kept
+        out.sort()
+        yield from out
+
+
+def bounded_sorted(
+    items: Iterable[str], run: int | None = None, separator: str = "/"
+) -> Iterator[str]:
+    """``items`` in sorted order, holding at most ``run`` (``RUN``) of them, plus a block per
+    run being merged; none of them may be empty or hold ``separator`` (no file name holds
+    ``/``).
+
+    Raises ``OSError`` where a temporary file cannot be made or written, so that the caller
+    decides what a walk does then.
+
+    >>> list(bounded_sorted(["d", "b", "c", "a", "e"], run=2))
+    ['a', 'b', 'c', 'd', 'e']
+    """
+    run = RUN if run is None else run
+    if run < 1:
+        raise ValueError(f"a sorted run holds at least one item, not {run}")
+    held: list[str] = []
+    source = iter(items)
+    for item in source:
+        held.append(item)
+        if len(held) >= run:
+            break
+    else:
+        held.sort()
+        yield from held
+        return
+    spill = _RunFile(separator)
+    try:
+        runs = []
+        while held:
+            held.sort()
+            runs.append(spill.write(held))
+            held.clear()
+            for item in source:
+                held.append(item)
+                if len(held) >= run:
+                    break
+        while len(runs) > FAN_IN:
+            group, runs = runs[:FAN_IN], runs[FAN_IN:]
+            runs.append(spill.write(merge_blocks(list(map(spill.read, group)))))
+        yield from merge_blocks(list(map(spill.read, runs)))
+    finally:
+        spill.close()
