@@ -42,7 +42,8 @@ def test_bounded_sorted_is_sorted(
 
 def test_merge_blocks_takes_equal_strings_across_blocks() -> None:
     blocks = [iter([["a", "b"], ["b", "b"], ["c"]]), iter([["b"], ["b", "d"]]), iter([])]
-    assert list(runs.merge_blocks(blocks)) == ["a", "b", "b", "b", "b", "b", "c", "d"]
+    merged = list(runs.merge_blocks(blocks))
+    assert merged == [["a", "b", "b"], ["b", "b", "b"], ["c"], ["d"]]
 
 
 def test_bounded_sorted_refuses_an_empty_run() -> None:

@@ -73,15 +73,16 @@ class _RunFile:
         self.handle.close()
 
 
-def merge_blocks(runs: list[Iterator[list[str]]]) -> Iterator[str]:
+def merge_blocks(runs: list[Iterator[list[str]]]) -> Iterator[list[str]]:
     """The strings of sorted ``runs`` (each given as sorted lists, blocks, one after another)
-    in sorted order, a block at a time: everything up to the smallest last string of the
-    blocks at hand is taken from all of them and sorted together (in C; the pieces are sorted
-    runs, which Python's sort merges in linear time). No string left in a run can sort before
-    that bound, so each step's strings come out in their final order.
+    in sorted order, as sorted lists: everything up to the smallest last string of the blocks
+    at hand is taken from all of them and sorted together (in C; the pieces are sorted runs,
+    which Python's sort merges in linear time). No string left in a run can sort before that
+    bound, so each list comes out in its final place.
 
-    >>> list(merge_blocks([iter([["a", "d"], ["e"]]), iter([["b", "c"], ["f"]])]))
-    ['a', 'b', 'c', 'd', 'e', 'f']
+    >>> blocks = merge_blocks([iter([["a", "d"], ["e"]]), iter([["b", "c"], ["f"]])])
+    >>> list(blocks)
+    [['a', 'b', 'c'], ['d'], ['e'], ['f']]
     """
     from bisect import bisect_right
 
@@ -105,7 +106,7 @@ def merge_blocks(runs: list[Iterator[list[str]]]) -> Iterator[str]:
                 kept.append((following, 0, run))
         heads = kept
         out.sort()
-        yield from out
+        yield out
 
 
 def bounded_sorted(
@@ -113,10 +114,11 @@ def bounded_sorted(
 ) -> Iterator[str]:
     """``items`` in sorted order, holding at most ``run`` (``RUN``) of them, plus a block per
     run being merged; none of them may be empty or hold ``separator`` (no file name holds
-    ``/``).
+    ``/``). The first ``run`` items are taken at once: where they are all, the answer is a
+    plain sorted list's iterator.
 
-    Raises ``OSError`` where a temporary file cannot be made or written, so that the caller
-    decides what a walk does then.
+    Raises ``OSError`` (when iterated) where a temporary file cannot be made or written, so
+    that the caller decides what a walk does then.
 
     >>> list(bounded_sorted(["d", "b", "c", "a", "e"], run=2))
     ['a', 'b', 'c', 'd', 'e']
@@ -124,30 +126,30 @@ def bounded_sorted(
     run = RUN if run is None else run
     if run < 1:
         raise ValueError(f"a sorted run holds at least one item, not {run}")
-    held: list[str] = []
     source = iter(items)
-    for item in source:
-        held.append(item)
-        if len(held) >= run:
-            break
-    else:
+    held = list(itertools.islice(source, run))
+    more = list(itertools.islice(source, 1))
+    if not more:
         held.sort()
-        yield from held
-        return
+        return iter(held)
+    return itertools.chain.from_iterable(_spilled(held + more, source, run, separator))
+
+
+def _spilled(
+    held: list[str], source: Iterator[str], run: int, separator: str
+) -> Iterator[list[str]]:
+    """``bounded_sorted`` through a temporary file: sorted runs written, then merged."""
     spill = _RunFile(separator)
     try:
         runs = []
         while held:
             held.sort()
             runs.append(spill.write(held))
-            held.clear()
-            for item in source:
-                held.append(item)
-                if len(held) >= run:
-                    break
+            held = list(itertools.islice(source, run))
         while len(runs) > FAN_IN:
             group, runs = runs[:FAN_IN], runs[FAN_IN:]
-            runs.append(spill.write(merge_blocks(list(map(spill.read, group)))))
+            merged = merge_blocks(list(map(spill.read, group)))
+            runs.append(spill.write(itertools.chain.from_iterable(merged)))
         yield from merge_blocks(list(map(spill.read, runs)))
     finally:
         spill.close()
