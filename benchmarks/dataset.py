@@ -150,6 +150,7 @@ def bench_stats(root: Path, sizes: list[int], rounds: int, photos: list[Path]) -
     results = {}
     for size in sizes:
         folder = build(root, size, photos)
+        os.sync()  # the new files written back first, not during the rounds
         read_once(folder)  # the page cache holds the files for both variants
         ours(folder)  # and the token counter knows the vocabulary's words
         ratios, base_times, our_times = [], [], []
@@ -172,6 +173,7 @@ def bench_stats(root: Path, sizes: list[int], rounds: int, photos: list[Path]) -
             "read_once_s": statistics.median(base_times),
             "stats_s": statistics.median(our_times),
             "ratio": statistics.median(ratios),
+            "ratios": [round(r, 2) for r in ratios],
             "cold_read_once_s": statistics.median(cold_base),
             "cold_stats_s": statistics.median(cold_ours),
             "cold_ratio": statistics.median(cold_ratios),
