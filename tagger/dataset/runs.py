@@ -2,14 +2,13 @@
 
 A folder of a million images has a million names, and walking it in order means sorting them.
 ``bounded_sorted`` holds at most ``run`` of them in memory: each full run is sorted and written
-to one unnamed temporary file, and the runs are merged back (``merge_blocks``) a block at a
+to one temporary file, and the runs are merged back (``merge_blocks``) a block at a
 time. A folder smaller than one run never touches the disk.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable, Iterator
 
 #: Strings held in memory before a sorted run goes to the disk.
@@ -24,14 +23,17 @@ _ENCODING = ("utf-8", "surrogatepass")  # every str a file name can be, and back
 
 
 class _RunFile:
-    """Sorted runs, one after another in one unnamed temporary file."""
+    """Sorted runs, one after another in one temporary file (unnamed where the system allows),
+    read and written at offsets through one descriptor: a merge of many runs holds one file
+    open, not one per run."""
 
     def __init__(self, separator: str) -> None:
         import tempfile
 
+        self.text_separator = separator
         self.separator = separator.encode(*_ENCODING)
-        self.handle = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
-        self.fd = self.handle.fileno()
+        # unbuffered: each read and write goes straight to the file at the offset sought
+        self.handle = tempfile.TemporaryFile(buffering=0)  # noqa: SIM115 (closed by close())
         self.end = 0
 
     def write(self, items: Iterable[str]) -> tuple[int, int]:
@@ -39,7 +41,7 @@ class _RunFile:
         (offset, length)."""
         start = self.end
         source = iter(items)
-        separator = self.separator.decode()
+        separator = self.text_separator
         while chunk := list(itertools.islice(source, WRITE)):
             if self.end > start:
                 chunk.insert(0, "")  # the separator between this chunk and the last
@@ -47,9 +49,13 @@ class _RunFile:
         return start, self.end - start
 
     def _append(self, data: bytes) -> None:
+        """Write ``data`` at the end of the runs (seek and write: ``os.pwrite`` is not on
+        Windows)."""
+        handle = self.handle
+        handle.seek(self.end)
         view = memoryview(data)
         while view:
-            done = os.pwrite(self.fd, view, self.end)
+            done = handle.write(view) or 0
             self.end += done
             view = view[done:]
 
@@ -59,7 +65,8 @@ class _RunFile:
         end = offset + length
         tail = b""
         while offset < end:
-            block = os.pread(self.fd, min(BLOCK, end - offset), offset)
+            self.handle.seek(offset)
+            block = self.handle.read(min(BLOCK, end - offset))
             if not block:
                 raise OSError(f"the sort's temporary file ended early at byte {offset}")
             offset += len(block)
