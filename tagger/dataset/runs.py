@@ -76,7 +76,8 @@ class _RunFile:
                 yield [part.decode(*_ENCODING) for part in parts]
 
     def close(self) -> None:
-        """Remove the file (it has no name: closing it frees its space)."""
+        """Close the file, which removes it (``TemporaryFile``: unnamed where the system
+        allows, deleted on close elsewhere)."""
         self.handle.close()
 
 

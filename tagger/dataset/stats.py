@@ -431,8 +431,7 @@ class _Pass:
         per folder."""
         if self.folder is None:
             return
-        names = self.names
-        shared = names.setdefault
+        shared = self.names.setdefault
         counts = self.folder_counts
         self.stats.folders[self.folder] = Counter({shared(t, t): n for t, n in counts.items()})
 
