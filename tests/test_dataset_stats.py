@@ -4,6 +4,7 @@ counts equal open_clip's tokenizer (the reference) where it is installed."""
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from tiny import make_image
 
 from tagger.dataset.filters import Record, compile_filter
 from tagger.dataset.index import DatasetIndex
-from tagger.dataset.reader import iter_entries
+from tagger.dataset.reader import iter_entries, split_tags
 from tagger.dataset.stats import dataset_stats
 from tagger.dataset.tokens import (
     ClipTokenCounter,
@@ -381,7 +382,7 @@ def test_the_workbench_core_imports_nothing_heavy() -> None:
         """
         import importlib, sys
         for name in ("reader", "stats", "tokens", "filters", "edits", "journal", "checks",
-                     "neardup", "scoring", "fixes", "report", "thumbs", "index", "cleanup",
+                     "neardup", "scoring", "fixes", "report", "thumbs", "index", "cleanup", "tally",
                      "options"):
             importlib.import_module(f"tagger.dataset.{name}")
         import tagger.cli.dataset
@@ -552,3 +553,60 @@ def test_count_joined_counts_a_caption_with_a_tag_that_is_not_plain_whole() -> N
     expected = [3, 1000 + len("café, d"), 1000 + 3, 0, 1]
     assert counter.count_joined(lists, ", ") == expected
     assert counter.count_joined(lists, ", ") == expected
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_statistics_are_the_same_counted_byte_wise_or_as_strings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Written captions are counted over their bytes (``tagger.dataset.tally``), any other
+    batch as strings: every number, list of examples and order equals the string count of
+    the whole dataset, also when the walk comes back to a folder (two roots)."""
+    import tagger.dataset.stats as stats_module
+
+    folder = _messy_dataset(tmp_path / "ds", seed)
+    written = tmp_path / "w"
+    rng = random.Random(seed)
+    words = ["1girl", "solo", "long hair", "smile", "x" * 120, "&amp;", "kasumi (pokemon)"]
+    for i in range(700):  # batches written tagger's way, some with new tags
+        written.mkdir(exist_ok=True)
+        (written / f"w{i:04d}.png").write_bytes(b"")
+        tags = [*rng.sample(words, rng.randint(0, 5)), f"tag{rng.randrange(300)}"]
+        (written / f"w{i:04d}.txt").write_text(", ".join(tags), encoding="utf-8")
+    fast = 0
+    original = stats_module.tally_counts
+
+    def counted(*args):
+        nonlocal fast
+        found = original(*args)
+        fast += found is not None
+        return found
+
+    monkeypatch.setattr(stats_module, "tally_counts", counted)
+    options = [{}, {"per_folder": False}, {"token_limit": 8, "examples": -1}]
+    paths = [folder, written]  # both roots' own folder is the dataset's folder ""
+    byte_wise = [dataset_stats(paths, **o) for o in options]  # type: ignore[arg-type]
+    assert fast > 2
+    monkeypatch.setattr(stats_module, "byte_separator", lambda separator: None)
+    monkeypatch.setattr(stats_module, "BATCH", 7)
+    for o, mine in zip(options, byte_wise, strict=True):
+        strings = dataset_stats(paths, **o)  # type: ignore[arg-type]
+        assert mine.to_dict() == strings.to_dict(), o
+        assert list(mine.first_seen.items()) == list(strings.first_seen.items())
+        assert list(mine.tag_images.items()) == list(strings.tag_images.items())
+        for name, counts in strings.folders.items():
+            assert list(mine.folders[name].items()) == list(counts.items()), name
+    assert byte_wise[0].folder_images[""] > 700  # the walk came back to it
+    first, second = (dataset_stats([path]).folders[""] for path in paths)
+    assert list(byte_wise[0].folders[""].items()) == list((first + second).items())
+    # the written captions by their definition: a plain count, file by file in walk order
+    images: Counter[str] = Counter()
+    seen: dict[str, str] = {}
+    for entry in iter_entries([written]):
+        tags = split_tags(Path(entry.caption).read_text(encoding="utf-8"), ", ")
+        images.update(list(dict.fromkeys(tags)))
+        for tag in tags:
+            seen.setdefault(tag, entry.relative)
+    alone = dataset_stats([written])
+    assert list(alone.tag_images.items()) == list(images.items())
+    assert list(alone.first_seen.items()) == list(seen.items())

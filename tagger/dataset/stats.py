@@ -14,6 +14,7 @@ at once) and decoded strictly, as ``tagger.safeio.read_text_file`` does.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 import os
@@ -22,7 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tagger.dataset.reader import (
     DEFAULT_EXTENSION,
@@ -31,10 +32,15 @@ from tagger.dataset.reader import (
     iter_entries,
     split_tags_many,
 )
+from tagger.dataset.tally import Tally, Vocabulary, byte_separator
+from tagger.dataset.tally import counts as tally_counts
 from tagger.dataset.tokens import CLIP_TOKEN_LIMIT, token_counter
 from tagger.errors import OutputError
 from tagger.safeio import UTF8_BOM, decode_body, read_many_nofollow, sniff_style
 from tagger.tags import normalize_tag
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Example paths kept per finding unless told otherwise.
 DEFAULT_EXAMPLES = 20
@@ -290,6 +296,8 @@ class _Pass:
         per_folder: bool,
         cooccurrence: Iterable[str],
     ) -> None:
+        import numpy as np
+
         self.stats = stats
         self.separator = separator
         self.per_folder = per_folder
@@ -301,11 +309,15 @@ class _Pass:
             stats.cooccurrence[key] = Counter()
             stats.tag_examples[key] = Examples(stats.examples)
         self.folder: str | None = None
-        self.folder_counts: Counter[str] = Counter()
         self.pending: list[Entry] = []
         self.pending_data: list[bytes] = []
-        #: One string object for each tag, shared by the counters of all folders.
-        self.names: dict[str, str] = {}
+        #: Every tag of the pass, numbered; captions written tagger's way are counted
+        #: byte-wise (``tagger.dataset.tally``) unless co-occurrences are asked for.
+        self.vocabulary = Vocabulary(self.counter, separator)
+        self.core = byte_separator(separator) if not self.wanted else None
+        #: The folder's images per tag number, and its tag numbers in order of first sight.
+        self.folder_table = np.zeros(256, np.int64)
+        self.folder_order: list[np.ndarray] = []
 
     def add_batch(self, entries: list[Entry], reads: list[Read]) -> None:
         """Count the entries of one folder (``read_ahead``'s batches): where all are images
@@ -348,9 +360,8 @@ class _Pass:
         folder = entry.folder if self.per_folder else ""
         if folder != self.folder:
             self.flush()
-            self.share_names()
-            self.folder = folder
-            self.folder_counts = stats.folders.setdefault(folder, Counter())
+            self.close_folder()
+            self.open_folder(folder)
         stats.folder_images[folder] += 1
         if isinstance(read, bytes):
             self.pending.append(entry)
@@ -367,11 +378,43 @@ class _Pass:
             stats.unreadable.add([entry.relative, str(read)])
 
     def flush(self) -> None:
-        """Count the pending captions (all of one folder)."""
+        """Count the pending captions (all of one folder): byte-wise where they are written
+        tagger's way, else as strings."""
         entries, datas = self.pending, self.pending_data
         if not entries:
             return
         self.pending, self.pending_data = [], []
+        if self.core is not None:
+            tally = tally_counts(datas, self.vocabulary, self.core)
+            if tally is not None:
+                self._add_tally(entries, tally)
+                return
+        self._add_strings(entries, datas)
+
+    def _add_tally(self, entries: list[Entry], tally: Tally) -> None:
+        """Take what the byte-wise count of the entries' captions found."""
+        stats = self.stats
+        stats.captioned += len(entries)
+        lengths = tally.tags.tolist()
+        stats.tag_lengths.update(lengths)
+        tokens = tally.tokens.tolist()
+        stats.token_lengths.update(tokens)
+        if 0 in lengths:
+            for entry, n in zip(entries, lengths, strict=True):
+                if not n:
+                    stats.untagged.add(entry.relative)
+        for i in tally.repeated:
+            stats.repeated.add(entries[i].relative)
+        self._over_limit(entries, tokens)
+        self._count(tally.numbers, tally.counts)
+        first_seen, names = stats.first_seen, self.vocabulary.names
+        for number, i in tally.new:
+            first_seen[names[number]] = entries[i].relative
+
+    def _add_strings(self, entries: list[Entry], datas: list[bytes]) -> None:
+        """Count the entries' captions as strings (any caption, any separator)."""
+        import numpy as np
+
         stats = self.stats
         texts = _decode_all(datas, entries)
         if set(map(type, texts)) != {str}:
@@ -393,47 +436,82 @@ class _Pass:
             count = self.counter.count
             tokens = [count(t) if n else 0 for t, n in zip(texts, lengths, strict=True)]  # type: ignore[arg-type]
         stats.token_lengths.update(tokens)
-        counts = self.folder_counts
-        known = len(counts)
-        counts.update(itertools.chain.from_iterable(tag_lists))
         distinct = list(map(len, map(set, tag_lists)))
+        once = tag_lists  # each caption's tags, a repeated one once
         if 0 in lengths or distinct != lengths:
+            once = []
             for entry, tags, n in zip(entries, tag_lists, distinct, strict=True):
                 if not tags:
                     stats.untagged.add(entry.relative)
                 elif n != len(tags):  # a tag repeated in one caption counts once
                     stats.repeated.add(entry.relative)
-                    for tag, times in Counter(tags).items():
-                        if times > 1:
-                            counts[tag] -= times - 1
-        limit = stats.token_limit
-        if max(tokens, default=0) > limit:
-            long = [i for i, n in enumerate(tokens) if n > limit]
-            stats.over_limit.extend(len(long), ([entries[i].relative, tokens[i]] for i in long))
-        if len(counts) > known:  # tags new to the folder: perhaps new to the dataset
+                    tags = list(dict.fromkeys(tags))
+                once.append(tags)
+        self._over_limit(entries, tokens)
+        flat = list(itertools.chain.from_iterable(once))
+        numbers, new = self.vocabulary.numbers(flat)
+        if new:  # tags new to the pass: the caption each is first seen on
+            ends = list(itertools.accumulate(map(len, once)))
             first_seen = stats.first_seen
-            new = {t for t in itertools.islice(counts, known, None) if t not in first_seen}
-            for entry, tags in zip(entries, tag_lists, strict=True):
-                if not new:
-                    break
-                if not new.isdisjoint(tags):
-                    relative = entry.relative
-                    for tag in tags:
-                        if tag in new:
-                            first_seen[tag] = relative
-                            new.discard(tag)
+            for position in new:
+                first_seen[flat[position]] = entries[bisect.bisect_right(ends, position)].relative
+        if numbers:
+            found, firsts, times = np.unique(numbers, return_index=True, return_counts=True)
+            order = np.argsort(firsts)
+            self._count(found[order], times[order])
         if self.wanted:
             self._cooccurrence(entries, tag_lists)
 
-    def share_names(self) -> None:
-        """Key the finished folder's counter with the pass's own tag strings: each folder's
-        counter would otherwise hold strings of its own captions, one copy of the vocabulary
-        per folder."""
+    def _over_limit(self, entries: list[Entry], tokens: list[int]) -> None:
+        """Note the captions longer than the token limit."""
+        limit = self.stats.token_limit
+        if max(tokens, default=0) > limit:
+            long = [i for i, n in enumerate(tokens) if n > limit]
+            self.stats.over_limit.extend(
+                len(long), ([entries[i].relative, tokens[i]] for i in long)
+            )
+
+    def _count(self, numbers: np.ndarray, counts: np.ndarray) -> None:
+        """Add ``counts`` images to the folder's tags ``numbers`` (distinct, in order of
+        first sight)."""
+        import numpy as np
+
+        table = self.folder_table
+        if len(table) < len(self.vocabulary):
+            grown = max(len(self.vocabulary), 2 * len(table))
+            table = self.folder_table = np.concatenate(
+                (table, np.zeros(grown - len(table), np.int64))
+            )
+        fresh = numbers[table[numbers] == 0]
+        if len(fresh):
+            self.folder_order.append(fresh)
+        table[numbers] += counts
+
+    def open_folder(self, folder: str) -> None:
+        """Start counting a folder (again, where the walk has been in it before)."""
+        import numpy as np
+
+        self.folder = folder
+        counts = self.stats.folders.setdefault(folder, Counter())
+        if counts:
+            numbers, _ = self.vocabulary.numbers(list(counts))
+            self._count(np.array(numbers, np.intp), np.array(list(counts.values()), np.int64))
+
+    def close_folder(self) -> None:
+        """The folder's counter, keyed by the pass's own tag strings (one string per tag for
+        all folders)."""
+        import numpy as np
+
         if self.folder is None:
             return
-        shared = self.names.setdefault
-        counts = self.folder_counts
-        self.stats.folders[self.folder] = Counter({shared(t, t): n for t, n in counts.items()})
+        order = np.concatenate(self.folder_order) if self.folder_order else np.zeros(0, np.intp)
+        names = self.vocabulary.names
+        counts = self.folder_table[order]
+        self.stats.folders[self.folder] = Counter(
+            dict(zip(map(names.__getitem__, order.tolist()), counts.tolist(), strict=True))
+        )
+        self.folder_table[order] = 0
+        self.folder_order = []
 
     def _cooccurrence(self, entries: list[Entry], tag_lists: list[list[str]]) -> None:
         """The tags beside each tag asked about, and its images."""
@@ -491,7 +569,7 @@ def dataset_stats(
             progress((seen + len(batch)) // 1000 * 1000)
         seen += len(batch)
     state.flush()
-    state.share_names()
+    state.close_folder()
     for counts in stats.folders.values():
         stats.tag_images.update(counts)
     return stats

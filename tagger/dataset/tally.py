@@ -1,0 +1,309 @@
+"""Counting the tags of many captions at once, over their bytes.
+
+A statistics pass reads millions of captions. Split into Python strings, each tag costs a
+string, a hash and several dictionary updates; counted here, a batch of captions costs a
+few NumPy passes over its bytes, and only a tag never seen before becomes a string.
+
+The byte-wise count takes captions written the way tagger writes them: printable ASCII tags
+joined by a one-character separator and one space (``", "``), nothing around them but spaces,
+tabs and line breaks (``counts``). Anything else returns None, and the caller counts the batch
+as strings; so does a batch where two different tags happen to hash alike: every tag is
+compared with its group's first tag and with the vocabulary's copy, byte for byte, so a hash
+only ever decides how fast a count is, never what it is.
+
+Each tag is keyed by its bytes in 8-byte words (``WORDS`` of them at most: tags up to
+``LONGEST`` bytes); the words are read straight from the joined captions at each tag's
+start and masked to its length, so a tag's key costs a few gathers, not a loop over its bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tagger.dataset.tokens import TokenCounter
+
+#: The longest tag (in bytes) counted byte-wise, in 8-byte words.
+WORDS = 16
+LONGEST = 8 * WORDS
+#: Low bits of a tag's hash that grouping replaces with the tag's position (so one sort groups
+#: equal hashes, first occurrence first): a batch counted byte-wise has fewer tags than this.
+INDEX_BITS = 20
+#: What may surround a caption's tags (as ``tagger.dataset.reader.split_tags_many`` strips).
+LAYOUT = b" \t\n"
+_PRINTABLE = bytes(range(0x20, 0x7F))
+_MASK64 = (1 << 64) - 1
+_MIX = 0x9E3779B97F4A7C15  # the 64-bit golden ratio
+
+
+def _splitmix(x: int) -> int:
+    """SplitMix64's output for state ``x``: well-mixed 64-bit constants.
+
+    >>> hex(_splitmix(0))
+    '0xe220a8397b1dcdaf'
+    """
+    z = (x + _MIX) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+#: One odd multiplier per word of a tag's key.
+_MULTIPLIERS = [_splitmix(j) | 1 for j in range(WORDS)]
+_SPACE = 0x20
+_NEWLINE = 0x0A
+
+
+def byte_separator(separator: str) -> int | None:
+    """The separator's one character where captions joined by it can be counted byte-wise:
+    one printable ASCII character other than a space, and one space after it (``", "``).
+
+    >>> byte_separator(", "), byte_separator(" | "), byte_separator(","), byte_separator("& ")
+    (44, None, None, None)
+    """
+    if len(separator) != 2 or separator[1] != " ":
+        return None
+    core = ord(separator[0])
+    if not 0x20 < core < 0x7F or separator[0] == "&":  # "&" makes CLIP's cleaning unplain
+        return None
+    return core
+
+
+class Vocabulary:
+    """The tags of one pass, each numbered in the order first seen: its name (one string
+    shared by every counter of the pass), its key words and hash for the byte-wise count,
+    and its CLIP token counts (followed by the separator's character, and alone)."""
+
+    def __init__(self, counter: TokenCounter, separator: str) -> None:
+        import numpy as np
+
+        self.counter = counter
+        self.tail = separator.rstrip()
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+        #: tag hash -> number, for tags counted byte-wise at least once
+        self.by_hash: dict[int, int] = {}
+        self.words = np.zeros((256, 1), np.uint64)
+        self.pieces = np.zeros(256, np.int64)
+        self.alone = np.zeros(256, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def add(self, name: str) -> int:
+        """The number of a tag new to the vocabulary."""
+        import numpy as np
+
+        from tagger.dataset.tokens import is_plain
+
+        number = len(self.names)
+        if number == len(self.pieces):
+            grown = 2 * number
+            self.words = np.concatenate((self.words, np.zeros_like(self.words)))
+            self.pieces = np.resize(self.pieces, grown)
+            self.alone = np.resize(self.alone, grown)
+        self.names.append(name)
+        self.ids[name] = number
+        piece = name + self.tail
+        self.pieces[number] = self.counter.count(piece) if is_plain(piece) else -1
+        self.alone[number] = self.counter.count(name)
+        return number
+
+    def numbers(self, names: Sequence[str]) -> tuple[list[int], list[int]]:
+        """The number of each name, and the positions of the names new to the vocabulary
+        (numbered in that order; a name repeated after its first position is not new)."""
+        numbers: list[Any] = list(map(self.ids.get, names))
+        new: list[int] = []
+        if None in numbers:
+            for position, number in enumerate(numbers):
+                if number is None:
+                    known = self.ids.get(names[position])
+                    if known is None:
+                        known = self.add(names[position])
+                        new.append(position)
+                    numbers[position] = known
+        return numbers, new
+
+    def widen(self, width: int) -> None:
+        """Room for keys of ``width`` words."""
+        import numpy as np
+
+        have = self.words.shape[1]
+        if width > have:
+            extra = np.zeros((len(self.words), width - have), np.uint64)
+            self.words = np.concatenate((self.words, extra), axis=1)
+
+
+@dataclass
+class Tally:
+    """What ``counts`` found in a batch of captions (arrays are NumPy's)."""
+
+    #: The distinct tags' numbers in order of first occurrence, and the captions each is on.
+    numbers: np.ndarray
+    counts: np.ndarray
+    #: For each tag new to the vocabulary: its number and the caption it first occurs in.
+    new: list[tuple[int, int]]
+    #: Per caption: tags (a repeated tag counted each time) and CLIP tokens.
+    tags: np.ndarray
+    tokens: np.ndarray
+    #: Captions with a tag written more than once, ascending.
+    repeated: list[int]
+
+
+def _keys(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Each tag's bytes as ``width`` little-endian words (zero past its end): tags are
+    printable, never a zero byte, so equal words are equal tags. ``buffer`` has at least
+    ``8 * width`` bytes after every tag's start."""
+    import numpy as np
+
+    # every byte offset of the buffer as the start of a word: the view costs nothing
+    view = np.ndarray((len(buffer) - 7,), dtype="<u8", buffer=buffer, strides=(1,))
+    masks = np.array([(1 << (8 * n)) - 1 for n in range(9)], dtype=np.uint64)
+    words = np.empty((width, len(starts)), np.uint64)
+    for j in range(width):
+        np.bitwise_and(view[starts + 8 * j], masks[np.clip(lengths - 8 * j, 0, 8)], out=words[j])
+    return words
+
+
+def _hashes(words: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each key (column of ``words``): a sum of its words, each times its
+    own multiplier (so zero words past a tag's end change nothing), then mixed so that every
+    bit of the key reaches the high bits ``_group`` sorts on."""
+    import numpy as np
+
+    h = np.zeros(words.shape[1], np.uint64)
+    for j in range(words.shape[0]):
+        h += words[j] * np.uint64(_MULTIPLIERS[j])
+    h ^= h >> np.uint64(31)
+    h *= np.uint64(_MIX)
+    h ^= h >> np.uint64(29)
+    return h
+
+
+def _group(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tags grouped by the high bits of their hash: each tag's group, and each group's first
+    tag, groups numbered in order of their first tag."""
+    import numpy as np
+
+    count = len(h)
+    low = np.uint64((1 << INDEX_BITS) - 1)
+    keyed = np.sort((h & ~low) | np.arange(count, dtype=np.uint64))
+    order = (keyed & low).astype(np.intp)
+    high = keyed >> np.uint64(INDEX_BITS)
+    starts = np.empty(count, bool)
+    starts[0] = True
+    np.not_equal(high[1:], high[:-1], out=starts[1:])
+    firsts = order[starts]  # ascending positions within a group: its first tag first
+    rank = np.argsort(firsts)
+    relabel = np.empty(len(firsts), np.intp)
+    relabel[rank] = np.arange(len(firsts))
+    group = np.empty(count, np.intp)
+    group[order] = relabel[np.cumsum(starts) - 1]
+    return group, firsts[rank]
+
+
+def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally | None:
+    """Count a batch of caption files byte-wise (see the module), adding its new tags to
+    ``vocabulary``; None where a caption is not written the way this takes (count it as
+    strings instead). ``core`` is ``byte_separator``'s character."""
+    import numpy as np
+
+    stripped = [data.strip(LAYOUT) for data in datas]
+    blob = b"\n".join(stripped)
+    captions = len(stripped)
+    if blob.translate(None, _PRINTABLE) != b"\n" * (captions - 1):  # one line each, printable
+        return None
+    buffer = blob + b"\n" + bytes(LONGEST + 8)
+    size = len(blob) + 1
+    chars = np.frombuffer(buffer, np.uint8, count=size)
+    cores = np.flatnonzero(chars == core)
+    if len(cores) and (
+        cores[0] == 0
+        or (chars[cores + 1] != _SPACE).any()  # the core, one space, then a tag
+        or (chars[cores + 2] == _SPACE).any()
+        or np.isin(chars[cores - 1], (_SPACE, _NEWLINE)).any()  # after a tag
+    ):
+        return None
+    ends = np.sort(np.concatenate((cores, np.flatnonzero(chars == _NEWLINE))))
+    is_line = chars[ends] == _NEWLINE
+    starts = np.empty_like(ends)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + np.where(is_line[:-1], 1, 2)  # past a line break, or ", "
+    caption = np.concatenate(([0], np.cumsum(is_line[:-1])))
+    lengths = ends - starts
+    if not lengths.all():  # empty captions: no tags
+        keep = lengths > 0
+        starts, ends, lengths, caption = starts[keep], ends[keep], lengths[keep], caption[keep]
+    tags = np.bincount(caption, minlength=captions)
+    total = len(starts)
+    if not total:
+        return Tally(np.zeros(0, np.intp), np.zeros(0, np.intp), [], tags, tags.copy(), [])
+    longest = int(lengths.max())
+    if longest > LONGEST or total >= 1 << INDEX_BITS:
+        return None
+    width = (longest + 7) // 8
+    words = _keys(buffer, starts, lengths, width)
+    h = _hashes(words)
+    group, firsts = _group(h)
+    if (words[:, firsts[group]] != words).any():  # unequal tags in one group
+        return None
+    vocabulary.widen(width)
+    get = vocabulary.by_hash.get
+    numbers = np.fromiter(map(get, h[firsts].tolist(), [-1] * len(firsts)), np.intp, len(firsts))
+    known = numbers >= 0
+    stored = vocabulary.words[numbers[known]]
+    if (stored[:, :width] != words[:, firsts[known]].T).any() or stored[:, width:].any():
+        return None  # a tag hashed like another one of the vocabulary
+    new: list[tuple[int, int]] = []
+    if not known.all():
+        for g in np.flatnonzero(~known).tolist():
+            first = int(firsts[g])
+            name = blob[starts[first] : ends[first]].decode("ascii")
+            number = vocabulary.ids.get(name)  # counted as a string before
+            if number is None:
+                number = vocabulary.add(name)
+                new.append((number, int(caption[first])))
+            numbers[g] = number
+            vocabulary.by_hash[int(h[first])] = number
+            vocabulary.words[number, :width] = words[:, first]
+    distinct = len(firsts)
+    pairs = np.sort(caption * distinct + group)
+    twice = pairs[1:] == pairs[:-1]
+    repeated: list[int] = []
+    if twice.any():
+        repeated = np.unique(pairs[1:][twice] // distinct).tolist()
+        once = np.concatenate(([True], ~twice))
+        on = np.bincount(pairs[once] % distinct, minlength=distinct)
+    else:
+        on = np.bincount(group, minlength=distinct)
+    tokens = _tokens(vocabulary, numbers[group], caption, tags, stripped)
+    return Tally(numbers, on, new, tags, tokens, repeated)
+
+
+def _tokens(
+    vocabulary: Vocabulary,
+    numbers: np.ndarray,
+    caption: np.ndarray,
+    tags: np.ndarray,
+    stripped: Sequence[bytes],
+) -> np.ndarray:
+    """Each caption's CLIP tokens: the sum of its tags' counts followed by the separator's
+    character, less the last one's, plus the last tag alone (``count_joined``'s sum, for
+    every caption at once); a caption with a tag that is not plain is counted whole."""
+    import numpy as np
+
+    tokens = np.zeros(len(tags), np.int64)
+    pieces = vocabulary.pieces[numbers]
+    firsts = np.flatnonzero(np.concatenate(([True], caption[1:] != caption[:-1])))
+    lasts = np.concatenate((firsts[1:], [len(numbers)])) - 1
+    sums = np.add.reduceat(pieces, firsts)
+    tokens[caption[firsts]] = sums - pieces[lasts] + vocabulary.alone[numbers[lasts]]
+    if (pieces < 0).any():
+        count = vocabulary.counter.count
+        for c in np.unique(caption[pieces < 0]).tolist():
+            tokens[c] = count(stripped[c].decode("ascii"))
+    return tokens
