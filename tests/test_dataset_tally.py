@@ -49,23 +49,30 @@ def _counters() -> list:
 _COUNTERS = _counters()
 
 
-_captions = st.lists(
-    st.builds(
-        lambda before, tags, glue, after: (before + glue.join(tags) + after).encode(),
-        st.sampled_from(_LAYOUT),
-        st.lists(st.sampled_from(_WORDS), max_size=12),
-        st.sampled_from(_GLUE),
-        st.sampled_from(_LAYOUT),
-    ),
-    min_size=1,
-    max_size=12,
-)
+def _captions(separator: str) -> st.SearchStrategy[list[bytes]]:
+    """Batches of captions, mostly joined by ``separator`` (its character stands in for the
+    comma of every piece of glue and word)."""
+    core = separator[0]
+    return st.lists(
+        st.builds(
+            lambda before, tags, glue, after: (before + glue.join(tags) + after).encode(),
+            st.sampled_from(_LAYOUT),
+            st.lists(st.sampled_from([w.replace(",", core) for w in _WORDS]), max_size=12),
+            st.sampled_from([g.replace(",", core) for g in _GLUE]),
+            st.sampled_from(_LAYOUT),
+        ),
+        min_size=1,
+        max_size=12,
+    )
 
 
-def _expected(datas: list[bytes], vocabulary: Vocabulary) -> dict:
+_separators = st.sampled_from([", ", "; ", "| "])
+
+
+def _expected(datas: list[bytes], vocabulary: Vocabulary, separator: str) -> dict:
     """The tally of ``datas`` by its definition, caption by caption, as strings."""
     texts = [data.decode() for data in datas]
-    tag_lists = [split_tags(text, ", ") for text in texts]
+    tag_lists = [split_tags(text, separator) for text in texts]
     on: Counter[str] = Counter()
     for tags in tag_lists:
         on.update(list(dict.fromkeys(tags)))
@@ -80,7 +87,7 @@ def _expected(datas: list[bytes], vocabulary: Vocabulary) -> dict:
         "on": list(on.items()),  # in order of first occurrence
         "new": new,
         "tags": [len(tags) for tags in tag_lists],
-        "tokens": [count(", ".join(tags)) if tags else 0 for tags in tag_lists],
+        "tokens": [count(separator.join(tags)) if tags else 0 for tags in tag_lists],
         "repeated": [i for i, tags in enumerate(tag_lists) if len(set(tags)) != len(tags)],
     }
 
@@ -98,13 +105,13 @@ def _got(found: tally.Tally, vocabulary: Vocabulary) -> dict:
     }
 
 
-def _written(datas: list[bytes]) -> bool:
-    """Whether every caption is tags joined by ", " the way tagger writes them: printable
-    ASCII tags, none longer than ``LONGEST`` bytes, only layout around them."""
+def _written(datas: list[bytes], separator: str) -> bool:
+    """Whether every caption is tags joined by ``separator`` the way tagger writes them:
+    printable ASCII tags, none longer than ``LONGEST`` bytes, only layout around them."""
     for data in datas:
         text = data.decode("utf-8", "replace").strip(" \t\n")
-        tags = split_tags(text, ", ")
-        if text != ", ".join(tags) or not text.isascii() or not text.isprintable():
+        tags = split_tags(text, separator)
+        if text != separator.join(tags) or not text.isascii() or not text.isprintable():
             return False
         if any(len(tag) > LONGEST for tag in tags):
             return False
@@ -112,20 +119,26 @@ def _written(datas: list[bytes]) -> bool:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_captions, min_size=1, max_size=3))
-def test_counts_are_the_captions_split_and_counted_as_strings(batches: list[list[bytes]]) -> None:
+@given(_separators.flatmap(lambda s: st.tuples(st.just(s), st.lists(_captions(s), max_size=3))))
+def test_counts_are_the_captions_split_and_counted_as_strings(
+    case: tuple[str, list[list[bytes]]],
+) -> None:
     """Batch after batch into one vocabulary: byte-wise where the captions are written
     tagger's way (and then exactly the string count), None otherwise."""
+    separator, batches = case
+    core = byte_separator(separator)
+    assert core is not None
     for counter in _COUNTERS:
-        vocabulary = Vocabulary(counter, ", ")
+        vocabulary = Vocabulary(counter, separator)
         for datas in batches:
-            expected = _expected(datas, vocabulary)
-            found = counts(datas, vocabulary, 44)
-            assert (found is not None) == _written(datas), datas
+            expected = _expected(datas, vocabulary, separator)
+            found = counts(datas, vocabulary, core)
+            assert (found is not None) == _written(datas, separator), datas
             if found is not None:
                 assert _got(found, vocabulary) == expected
             else:  # what the caller then does: count as strings, into the same vocabulary
-                vocabulary.numbers([t for d in datas for t in split_tags(d.decode(), ", ")])
+                tags = [t for d in datas for t in split_tags(d.decode(), separator)]
+                vocabulary.numbers(tags)
 
 
 def test_written_captions_are_counted_byte_wise() -> None:

@@ -33,6 +33,8 @@ LONGEST = 8 * WORDS
 #: Low bits of a tag's hash that grouping replaces with the tag's position (so one sort groups
 #: equal hashes, first occurrence first): a batch counted byte-wise has fewer tags than this.
 INDEX_BITS = 20
+#: A tag's token counts before they are needed.
+UNCOUNTED = -2
 #: What may surround a caption's tags (as ``tagger.dataset.reader.split_tags_many`` strips).
 LAYOUT = b" \t\n"
 _PRINTABLE = bytes(range(0x20, 0x7F))
@@ -85,11 +87,13 @@ class Vocabulary:
         self.tail = separator.rstrip()
         self.names: list[str] = []
         self.ids: dict[str, int] = {}
-        #: tag hash -> number, for tags counted byte-wise at least once
-        self.by_hash: dict[int, int] = {}
+        #: the hashes of the tags counted byte-wise at least once, ascending, and their numbers
+        self.hashes = np.zeros(0, np.uint64)
+        self.hashed = np.zeros(0, np.intp)
         self.words = np.zeros((256, 1), np.uint64)
-        self.pieces = np.zeros(256, np.int64)
-        self.alone = np.zeros(256, np.int64)
+        #: token counts, ``UNCOUNTED`` until the byte-wise count needs them
+        self.pieces = np.full(256, UNCOUNTED, np.int64)
+        self.alone = np.full(256, UNCOUNTED, np.int64)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -98,20 +102,26 @@ class Vocabulary:
         """The number of a tag new to the vocabulary."""
         import numpy as np
 
-        from tagger.dataset.tokens import is_plain
-
         number = len(self.names)
         if number == len(self.pieces):
-            grown = 2 * number
             self.words = np.concatenate((self.words, np.zeros_like(self.words)))
-            self.pieces = np.resize(self.pieces, grown)
-            self.alone = np.resize(self.alone, grown)
+            self.pieces = np.concatenate((self.pieces, np.full(number, UNCOUNTED, np.int64)))
+            self.alone = np.concatenate((self.alone, np.full(number, UNCOUNTED, np.int64)))
         self.names.append(name)
         self.ids[name] = number
-        piece = name + self.tail
-        self.pieces[number] = self.counter.count(piece) if is_plain(piece) else -1
-        self.alone[number] = self.counter.count(name)
         return number
+
+    def count_tokens(self, numbers: Sequence[int]) -> None:
+        """Count the tokens of tags (``UNCOUNTED`` so far): followed by the separator's
+        character (-1 where that is not plain: its captions are counted whole), and alone."""
+        from tagger.dataset.tokens import is_plain
+
+        count = self.counter.count
+        for number in numbers:
+            name = self.names[number]
+            piece = name + self.tail
+            self.pieces[number] = count(piece) if is_plain(piece) else -1
+            self.alone[number] = count(name)
 
     def numbers(self, names: Sequence[str]) -> tuple[list[int], list[int]]:
         """The number of each name, and the positions of the names new to the vocabulary
@@ -127,6 +137,24 @@ class Vocabulary:
                         new.append(position)
                     numbers[position] = known
         return numbers, new
+
+    def find(self, hashes: np.ndarray) -> np.ndarray:
+        """The number of the tag of each hash, -1 where none has that hash."""
+        import numpy as np
+
+        if not len(self.hashes):
+            return np.full(len(hashes), -1, np.intp)
+        at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        return np.where(self.hashes[at] == hashes, self.hashed[at], -1)
+
+    def remember(self, hashes: np.ndarray, numbers: np.ndarray) -> None:
+        """Take the hashes of tags (new to ``find``) and their numbers."""
+        import numpy as np
+
+        merged = np.concatenate((self.hashes, hashes))
+        order = np.argsort(merged)
+        self.hashes = merged[order]
+        self.hashed = np.concatenate((self.hashed, numbers))[order]
 
     def widen(self, width: int) -> None:
         """Room for keys of ``width`` words."""
@@ -220,7 +248,9 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
     buffer = blob + b"\n" + bytes(LONGEST + 8)
     size = len(blob) + 1
     chars = np.frombuffer(buffer, np.uint8, count=size)
-    cores = np.flatnonzero(chars == core)
+    ends = np.flatnonzero((chars == core) | (chars == _NEWLINE))  # where each tag ends
+    is_line = chars[ends] == _NEWLINE
+    cores = ends[~is_line]
     if len(cores) and (
         cores[0] == 0
         or (chars[cores + 1] != _SPACE).any()  # the core, one space, then a tag
@@ -228,8 +258,6 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
         or np.isin(chars[cores - 1], (_SPACE, _NEWLINE)).any()  # after a tag
     ):
         return None
-    ends = np.sort(np.concatenate((cores, np.flatnonzero(chars == _NEWLINE))))
-    is_line = chars[ends] == _NEWLINE
     starts = np.empty_like(ends)
     starts[0] = 0
     starts[1:] = ends[:-1] + np.where(is_line[:-1], 1, 2)  # past a line break, or ", "
@@ -252,15 +280,15 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
     if (words[:, firsts[group]] != words).any():  # unequal tags in one group
         return None
     vocabulary.widen(width)
-    get = vocabulary.by_hash.get
-    numbers = np.fromiter(map(get, h[firsts].tolist(), [-1] * len(firsts)), np.intp, len(firsts))
+    numbers = vocabulary.find(h[firsts])
     known = numbers >= 0
     stored = vocabulary.words[numbers[known]]
     if (stored[:, :width] != words[:, firsts[known]].T).any() or stored[:, width:].any():
         return None  # a tag hashed like another one of the vocabulary
     new: list[tuple[int, int]] = []
     if not known.all():
-        for g in np.flatnonzero(~known).tolist():
+        unknown = np.flatnonzero(~known)
+        for g in unknown.tolist():
             first = int(firsts[g])
             name = blob[starts[first] : ends[first]].decode("ascii")
             number = vocabulary.ids.get(name)  # counted as a string before
@@ -268,8 +296,8 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
                 number = vocabulary.add(name)
                 new.append((number, int(caption[first])))
             numbers[g] = number
-            vocabulary.by_hash[int(h[first])] = number
-            vocabulary.words[number, :width] = words[:, first]
+        vocabulary.words[numbers[unknown], :width] = words[:, firsts[unknown]].T
+        vocabulary.remember(h[firsts[unknown]], numbers[unknown])
     distinct = len(firsts)
     pairs = np.sort(caption * distinct + group)
     twice = pairs[1:] == pairs[:-1]
@@ -298,6 +326,9 @@ def _tokens(
 
     tokens = np.zeros(len(tags), np.int64)
     pieces = vocabulary.pieces[numbers]
+    if (pieces == UNCOUNTED).any():
+        vocabulary.count_tokens(np.unique(numbers[pieces == UNCOUNTED]).tolist())
+        pieces = vocabulary.pieces[numbers]
     firsts = np.flatnonzero(np.concatenate(([True], caption[1:] != caption[:-1])))
     lasts = np.concatenate((firsts[1:], [len(numbers)])) - 1
     sums = np.add.reduceat(pieces, firsts)
