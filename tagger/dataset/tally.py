@@ -277,8 +277,10 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
     words = _keys(buffer, starts, lengths, width)
     h = _hashes(words)
     group, firsts = _group(h)
-    if (words[:, firsts[group]] != words).any():  # unequal tags in one group
-        return None
+    first_of = firsts[group]
+    for row in words:  # row by row: no copy of all the keys at once
+        if (row[first_of] != row).any():  # unequal tags in one group
+            return None
     vocabulary.widen(width)
     numbers = vocabulary.find(h[firsts])
     known = numbers >= 0
