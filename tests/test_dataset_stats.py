@@ -560,8 +560,9 @@ def test_statistics_are_the_same_counted_byte_wise_or_as_strings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     """Written captions are counted over their bytes (``tagger.dataset.tally``), any other
-    batch as strings: every number, list of examples and order equals the string count of
-    the whole dataset, also when the walk comes back to a folder (two roots)."""
+    batch as strings: every number, list of examples and order (co-occurrences too) equals
+    the string count of the whole dataset, also when the walk comes back to a folder (two
+    roots)."""
     import tagger.dataset.stats as stats_module
 
     folder = _messy_dataset(tmp_path / "ds", seed)
@@ -583,7 +584,9 @@ def test_statistics_are_the_same_counted_byte_wise_or_as_strings(
         return found
 
     monkeypatch.setattr(stats_module, "tally_counts", counted)
-    options = [{}, {"per_folder": False}, {"token_limit": 8, "examples": -1}]
+    asked = ["solo", "Long_Hair", "kasumi (pokemon)"]
+    options = [{}, {"per_folder": False}, {"token_limit": 8, "examples": -1},
+               {"cooccurrence": asked, "examples": 50}]  # fmt: skip
     paths = [folder, written]  # both roots' own folder is the dataset's folder ""
     byte_wise = [dataset_stats(paths, **o) for o in options]  # type: ignore[arg-type]
     assert fast > 2
@@ -600,13 +603,28 @@ def test_statistics_are_the_same_counted_byte_wise_or_as_strings(
     first, second = (dataset_stats([path]).folders[""] for path in paths)
     assert list(byte_wise[0].folders[""].items()) == list((first + second).items())
     # the written captions by their definition: a plain count, file by file in walk order
+    from tagger.tags import normalize_tag
+
     images: Counter[str] = Counter()
     seen: dict[str, str] = {}
+    beside: dict[str, Counter[str]] = {tag: Counter() for tag in asked}
+    on: dict[str, list[str]] = {tag: [] for tag in asked}
     for entry in iter_entries([written]):
         tags = split_tags(Path(entry.caption).read_text(encoding="utf-8"), ", ")
-        images.update(list(dict.fromkeys(tags)))
+        unique = list(dict.fromkeys(tags))
+        images.update(unique)
         for tag in tags:
             seen.setdefault(tag, entry.relative)
-    alone = dataset_stats([written])
+        for tag in asked:
+            key = normalize_tag(tag)
+            if key in map(normalize_tag, unique):
+                on[tag].append(entry.relative)
+                beside[tag].update(t for t in unique if normalize_tag(t) != key)
+    alone = dataset_stats([written], cooccurrence=asked, examples=-1)
     assert list(alone.tag_images.items()) == list(images.items())
     assert list(alone.first_seen.items()) == list(seen.items())
+    for tag in asked:
+        assert list(alone.cooccurrence[tag].items()) == list(beside[tag].items()), tag
+        assert alone.tag_examples[tag].items == on[tag], tag
+    assert on["Long_Hair"]
+    assert on["kasumi (pokemon)"]

@@ -284,6 +284,85 @@ def _decode_all(datas: list[bytes], entries: list[Entry]) -> list[str | OutputEr
     return texts
 
 
+class _Counts:
+    """What a ``Counter`` keyed by tag would hold, over the pass's tag numbers: a count per
+    number and the numbers in order of first sight (NumPy arrays: a batch's counts are
+    added in a few array operations, not one dictionary update per tag)."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.table = np.zeros(256, np.int64)
+        self.order: list[np.ndarray] = []
+
+    def _room(self, size: int) -> None:
+        """A count for each of ``size`` numbers."""
+        import numpy as np
+
+        if len(self.table) < size:
+            more = max(size, 2 * len(self.table)) - len(self.table)
+            self.table = np.concatenate((self.table, np.zeros(more, np.int64)))
+
+    def add(self, numbers: np.ndarray, counts: np.ndarray, size: int) -> None:
+        """Add ``counts`` to ``numbers`` (distinct, in order of first sight; all below
+        ``size``)."""
+        self._room(size)
+        fresh = numbers[self.table[numbers] == 0]
+        if len(fresh):
+            self.order.append(fresh)
+        self.table[numbers] += counts
+
+    def add_each(self, numbers: np.ndarray, size: int) -> None:
+        """Count each of ``numbers`` (in order of sight, repeats counted each time)."""
+        import numpy as np
+
+        self._room(size)
+        fresh = self.table[numbers] == 0
+        if fresh.any():
+            new, at = np.unique(numbers[fresh], return_index=True)
+            self.order.append(new[np.argsort(at)])
+        found, times = np.unique(numbers, return_counts=True)
+        self.table[found] += times
+
+    def load(self, counts: Counter[str], vocabulary: Vocabulary) -> None:
+        """Take up a counter's counts again (its tags numbered in ``vocabulary``)."""
+        import numpy as np
+
+        if counts:
+            numbers, _ = vocabulary.numbers(list(counts))
+            values = np.array(list(counts.values()), np.int64)
+            self.add(np.array(numbers, np.intp), values, len(vocabulary))
+
+    def take(self, names: Sequence[str]) -> Counter[str]:
+        """The counts as a ``Counter`` of ``names`` in order of first sight, and start
+        again from nothing."""
+        import numpy as np
+
+        order = np.concatenate(self.order) if self.order else np.zeros(0, np.intp)
+        counts = self.table[order]
+        taken = Counter(
+            dict(zip(map(names.__getitem__, order.tolist()), counts.tolist(), strict=True))
+        )
+        self.table[order] = 0
+        self.order = []
+        return taken
+
+
+def _first_each(numbers: np.ndarray, captions: np.ndarray, size: int) -> np.ndarray:
+    """``numbers`` (tag numbers below ``size``, each with its caption) with every repeat of
+    a number within one caption left out, in order."""
+    import numpy as np
+
+    pairs = captions.astype(np.int64) * size + numbers
+    if len(pairs) < 1 << 20 and int(pairs.max()) < 1 << 43:  # the position fits beside it
+        keyed = np.sort((pairs << 20) | np.arange(len(pairs), dtype=np.int64))
+        same = (keyed[1:] >> 20) == (keyed[:-1] >> 20)
+        firsts = np.sort(keyed[np.concatenate(([True], ~same))] & ((1 << 20) - 1))
+    else:
+        firsts = np.sort(np.unique(pairs, return_index=True)[1])
+    return numbers[firsts]
+
+
 class _Pass:
     """The running state of ``dataset_stats``: entries go in in walk order, and every list of
     examples comes out in that order (captions wait in ``pending`` to be counted together,
@@ -308,16 +387,20 @@ class _Pass:
         for key in self.wanted.values():
             stats.cooccurrence[key] = Counter()
             stats.tag_examples[key] = Examples(stats.examples)
+        #: For each tag asked about: the images of the tags beside it.
+        self.beside = [_Counts() for _ in self.wanted]
         self.folder: str | None = None
         self.pending: list[Entry] = []
         self.pending_data: list[bytes] = []
         #: Every tag of the pass, numbered; captions written tagger's way are counted
-        #: byte-wise (``tagger.dataset.tally``) unless co-occurrences are asked for.
+        #: byte-wise (``tagger.dataset.tally``).
         self.vocabulary = Vocabulary(self.counter, separator)
-        self.core = byte_separator(separator) if not self.wanted else None
-        #: The folder's images per tag number, and its tag numbers in order of first sight.
-        self.folder_table = np.zeros(256, np.int64)
-        self.folder_order: list[np.ndarray] = []
+        self.core = byte_separator(separator)
+        #: Over the vocabulary: which tag asked about each tag is (its place in ``wanted``), -1
+        #: for none.
+        self.wanted_numbers = np.zeros(0, np.intp)
+        #: The folder's images per tag.
+        self.folder_counts = _Counts()
 
     def add_batch(self, entries: list[Entry], reads: list[Read]) -> None:
         """Count the entries of one folder (``read_ahead``'s batches): where all are images
@@ -388,6 +471,8 @@ class _Pass:
             tally = tally_counts(datas, self.vocabulary, self.core)
             if tally is not None:
                 self._add_tally(entries, tally)
+                if self.wanted:
+                    self._cooccurrence(entries, tally.each, tally.caption)
                 return
         self._add_strings(entries, datas)
 
@@ -406,10 +491,35 @@ class _Pass:
         for i in tally.repeated:
             stats.repeated.add(entries[i].relative)
         self._over_limit(entries, tokens)
-        self._count(tally.numbers, tally.counts)
+        self.folder_counts.add(tally.numbers, tally.counts, len(self.vocabulary))
         first_seen, names = stats.first_seen, self.vocabulary.names
         for number, i in tally.new:
             first_seen[names[number]] = entries[i].relative
+
+    def _cooccurrence(self, entries: list[Entry], each: np.ndarray, caption: np.ndarray) -> None:
+        """The tags beside each tag asked about, and its images, from a batch's tags (their
+        numbers ``each``, in order, and their captions): the captions with the tag in any
+        spelling, and over those captions every other tag once per caption."""
+        import numpy as np
+
+        stats, names = self.stats, self.vocabulary.names
+        known = len(self.wanted_numbers)
+        if known < len(names):  # which tag asked about each new tag is (-1: none)
+            keys = list(self.wanted)
+            more = [normalize_tag(name) for name in names[known:]]
+            index = [keys.index(key) if key in self.wanted else -1 for key in more]
+            self.wanted_numbers = np.concatenate((self.wanted_numbers, np.array(index, np.intp)))
+        matches = self.wanted_numbers[each]
+        for k, name in enumerate(self.wanted.values()):
+            on_key = matches == k
+            if not on_key.any():
+                continue
+            hits = np.unique(caption[on_key])
+            stats.tag_examples[name].extend(len(hits), (entries[i].relative for i in hits.tolist()))
+            beside = np.flatnonzero(np.isin(caption, hits) & ~on_key)
+            if len(beside):
+                numbers = _first_each(each[beside], caption[beside], len(names))
+                self.beside[k].add_each(numbers, len(names))
 
     def _add_strings(self, entries: list[Entry], datas: list[bytes]) -> None:
         """Count the entries' captions as strings (any caption, any separator)."""
@@ -458,9 +568,10 @@ class _Pass:
         if numbers:
             found, firsts, times = np.unique(numbers, return_index=True, return_counts=True)
             order = np.argsort(firsts)
-            self._count(found[order], times[order])
-        if self.wanted:
-            self._cooccurrence(entries, tag_lists)
+            self.folder_counts.add(found[order], times[order], len(self.vocabulary))
+            if self.wanted:
+                caption = np.repeat(np.arange(len(once)), list(map(len, once)))
+                self._cooccurrence(entries, np.array(numbers, np.intp), caption)
 
     def _over_limit(self, entries: list[Entry], tokens: list[int]) -> None:
         """Note the captions longer than the token limit."""
@@ -471,60 +582,23 @@ class _Pass:
                 len(long), ([entries[i].relative, tokens[i]] for i in long)
             )
 
-    def _count(self, numbers: np.ndarray, counts: np.ndarray) -> None:
-        """Add ``counts`` images to the folder's tags ``numbers`` (distinct, in order of
-        first sight)."""
-        import numpy as np
-
-        table = self.folder_table
-        if len(table) < len(self.vocabulary):
-            grown = max(len(self.vocabulary), 2 * len(table))
-            table = self.folder_table = np.concatenate(
-                (table, np.zeros(grown - len(table), np.int64))
-            )
-        fresh = numbers[table[numbers] == 0]
-        if len(fresh):
-            self.folder_order.append(fresh)
-        table[numbers] += counts
-
     def open_folder(self, folder: str) -> None:
         """Start counting a folder (again, where the walk has been in it before)."""
-        import numpy as np
-
         self.folder = folder
-        counts = self.stats.folders.setdefault(folder, Counter())
-        if counts:
-            numbers, _ = self.vocabulary.numbers(list(counts))
-            self._count(np.array(numbers, np.intp), np.array(list(counts.values()), np.int64))
+        self.folder_counts.load(self.stats.folders.setdefault(folder, Counter()), self.vocabulary)
 
     def close_folder(self) -> None:
         """The folder's counter, keyed by the pass's own tag strings (one string per tag for
         all folders)."""
-        import numpy as np
+        if self.folder is not None:
+            self.stats.folders[self.folder] = self.folder_counts.take(self.vocabulary.names)
 
-        if self.folder is None:
-            return
-        order = np.concatenate(self.folder_order) if self.folder_order else np.zeros(0, np.intp)
-        names = self.vocabulary.names
-        counts = self.folder_table[order]
-        self.stats.folders[self.folder] = Counter(
-            dict(zip(map(names.__getitem__, order.tolist()), counts.tolist(), strict=True))
-        )
-        self.folder_table[order] = 0
-        self.folder_order = []
-
-    def _cooccurrence(self, entries: list[Entry], tag_lists: list[list[str]]) -> None:
-        """The tags beside each tag asked about, and its images."""
-        stats = self.stats
-        for entry, tags in zip(entries, tag_lists, strict=True):
-            if not tags:
-                continue
-            unique = dict.fromkeys(tags)
-            keys = {normalize_tag(tag) for tag in unique}
-            for key, name in self.wanted.items():
-                if key in keys:
-                    stats.tag_examples[name].add(entry.relative)
-                    stats.cooccurrence[name].update(t for t in unique if normalize_tag(t) != key)
+    def close(self) -> None:
+        """The counters still held as arrays: the last folder's and the co-occurrences."""
+        self.flush()
+        self.close_folder()
+        for name, counts in zip(self.wanted.values(), self.beside, strict=True):
+            self.stats.cooccurrence[name] = counts.take(self.vocabulary.names)
 
 
 def _all_bytes(reads: list[Read]) -> bool:
@@ -568,8 +642,7 @@ def dataset_stats(
         if progress is not None and (seen + len(batch)) // 1000 > seen // 1000:
             progress((seen + len(batch)) // 1000 * 1000)
         seen += len(batch)
-    state.flush()
-    state.close_folder()
+    state.close()
     for counts in stats.folders.values():
         stats.tag_images.update(counts)
     return stats

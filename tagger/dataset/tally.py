@@ -180,6 +180,16 @@ class Tally:
     tokens: np.ndarray
     #: Captions with a tag written more than once, ascending.
     repeated: list[int]
+    #: Every tag as written, in order: its number and its caption.
+    each: np.ndarray
+    caption: np.ndarray
+
+    def captions_with(self, wanted: np.ndarray) -> list[int]:
+        """The captions with a tag whose number ``wanted`` (a mask over the vocabulary)
+        selects, ascending."""
+        import numpy as np
+
+        return np.unique(self.caption[wanted[self.each]]).tolist()
 
 
 def _keys(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
@@ -269,7 +279,8 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
     tags = np.bincount(caption, minlength=captions)
     total = len(starts)
     if not total:
-        return Tally(np.zeros(0, np.intp), np.zeros(0, np.intp), [], tags, tags.copy(), [])
+        none = np.zeros(0, np.intp)
+        return Tally(none, none, [], tags, tags.copy(), [], none, none)
     longest = int(lengths.max())
     if longest > LONGEST or total >= 1 << INDEX_BITS:
         return None
@@ -310,8 +321,9 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
         on = np.bincount(pairs[once] % distinct, minlength=distinct)
     else:
         on = np.bincount(group, minlength=distinct)
-    tokens = _tokens(vocabulary, numbers[group], caption, tags, stripped)
-    return Tally(numbers, on, new, tags, tokens, repeated)
+    each = numbers[group]
+    tokens = _tokens(vocabulary, each, caption, tags, stripped)
+    return Tally(numbers, on, new, tags, tokens, repeated, each, caption)
 
 
 def _tokens(
