@@ -9,7 +9,10 @@ and which tags are written several ways (``long_hair`` and ``long hair``).
 Memory stays flat with the number of files: the pass keeps counters over the tag vocabulary and
 a bounded number of example paths for each finding (``examples``), never a record per file.
 Captions are read by a few threads a little ahead of the parsing (a disk answers several reads
-at once) and decoded strictly, as ``tagger.safeio.read_text_file`` does.
+at once) and decoded strictly, as ``tagger.safeio.read_text_file`` does. Batches written the way
+tagger writes captions are counted over their bytes (``tagger.dataset.tally``), any other batch
+as strings; both number the tags in one vocabulary and count them in arrays over it, so the
+results are the same either way.
 """
 
 from __future__ import annotations
