@@ -253,6 +253,26 @@ def test_index_pages_filters_and_counts(tmp_path: Path) -> None:
     assert len(index.unreadable) == 1
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_index_scan_reads_each_caption_as_refresh_does(tmp_path: Path, seed: int) -> None:
+    """The scan reads a folder's captions a batch at a time; re-reading every image one by one
+    (``refresh``) gives the same captions, tags and unreadable files with their messages, and
+    the index holds one string per distinct tag."""
+    folder = _messy_dataset(tmp_path / "ds", seed)
+    index = DatasetIndex([str(folder)]).scan()
+    scanned = (list(index.captions), list(index.tags), dict(index.unreadable))
+    assert scanned[2]  # some captions are not UTF-8, or links, or folders
+    for i in range(len(index.entries)):
+        index.refresh(i)
+    assert (index.captions, index.tags, index.unreadable) == scanned
+    objects: dict[str, set[int]] = {}
+    for tags in scanned[1]:
+        for tag in tags:
+            objects.setdefault(tag, set()).add(id(tag))
+    assert len(objects) > 5
+    assert {tag for tag, ids in objects.items() if len(ids) > 1} == set()
+
+
 FILTERS = [
     ("tag:cat", {"c", "d"}),
     ("tag:CAT", {"c", "d"}),

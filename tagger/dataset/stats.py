@@ -269,7 +269,7 @@ def read_ahead(entries: Iterable[Entry]) -> Iterator[tuple[list[Entry], list[Rea
                 return
 
 
-def _decode_all(datas: list[bytes], entries: list[Entry]) -> list[str | OutputError]:
+def decode_captions(datas: list[bytes], entries: list[Entry]) -> list[str | OutputError]:
     """The text of each caption (``decode_body``), or its decoding error: files without a
     byte order mark or carriage return, the usual ones, are decoded in one pass."""
     blob = b"".join(datas)
@@ -529,7 +529,7 @@ class _Pass:
         import numpy as np
 
         stats = self.stats
-        texts = _decode_all(datas, entries)
+        texts = decode_captions(datas, entries)
         if set(map(type, texts)) != {str}:
             good = []
             for entry, text in zip(entries, texts, strict=True):
