@@ -8,7 +8,8 @@
    per folder: they grow with the tags a folder has, not with its files) and the rest, the
    pass's working memory.
 2. The gallery's first page on a 100,000-image dataset after the first scan: the disk-cached
-   thumbnails of the page plus the index's selection and page (``DatasetIndex``).
+   thumbnails of the page plus the index's selection and page (``DatasetIndex``); and the
+   index's memory per image (``tracemalloc``, in a scan of its own).
 3. Near-duplicate search over 64-bit hashes (multi-index hashing, ``tagger.dataset.neardup``)
    at 10,000 and 100,000 hashes against comparing all pairs (NumPy, row by row), with the
    pairs checked identical; and what the pHash itself costs per real photo.
@@ -214,13 +215,21 @@ def bench_gallery(root: Path, size: int, photos: list[Path], rounds: int) -> dic
     chosen = index.select(f'tag:"{tag}"')
     index.page(chosen, 0, cache=cache)
     filtered = time.perf_counter() - start
+    thumbnails = sum(item.thumbnail is not None for item in items)
+    del index, chosen, items
+    gc.collect()
+    tracemalloc.start()  # what the index holds (a scan of its own: tracing slows it)
+    index = DatasetIndex([str(folder)]).scan()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     result = {
         "images": len(index.entries),
+        "index_bytes_per_image": held / len(index.entries),
         "first_scan_s": scan,
         "first_page_first_visit_s": first_visit,
         "first_page_cached_s": statistics.median(pages),
         "filtered_page_s": filtered,
-        "thumbnails": sum(item.thumbnail is not None for item in items),
+        "thumbnails": thumbnails,
     }
     print(f"gallery: {result}", flush=True)
     return result
@@ -306,7 +315,8 @@ def main() -> None:
         f"gallery on {gallery['images']} images: first scan {gallery['first_scan_s']:.1f} s, "
         f"first page {gallery['first_page_cached_s'] * 1e3:.0f} ms cached "
         f"({gallery['first_page_first_visit_s'] * 1e3:.0f} ms making its thumbnails), "
-        f"a filtered page {gallery['filtered_page_s'] * 1e3:.0f} ms"
+        f"a filtered page {gallery['filtered_page_s'] * 1e3:.0f} ms; the index holds "
+        f"{gallery['index_bytes_per_image']:.0f} bytes an image"
     )
     for size in args.sizes:
         row = near[size]
