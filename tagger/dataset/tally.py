@@ -77,8 +77,9 @@ def byte_separator(separator: str) -> int | None:
 
 class Vocabulary:
     """The tags of one pass, each numbered in the order first seen: its name (one string
-    shared by every counter of the pass), its key words and hash for the byte-wise count,
-    and its CLIP token counts (followed by the separator's character, and alone)."""
+    shared by every counter of the pass), its CLIP token counts (followed by the separator's
+    character, and alone) and, once counted byte-wise, its hash and key words (tags only ever
+    counted as strings take no key)."""
 
     def __init__(self, counter: TokenCounter, separator: str) -> None:
         import numpy as np
@@ -87,10 +88,13 @@ class Vocabulary:
         self.tail = separator.rstrip()
         self.names: list[str] = []
         self.ids: dict[str, int] = {}
-        #: the hashes of the tags counted byte-wise at least once, ascending, and their numbers
+        #: the hashes of the tags counted byte-wise at least once, ascending, with each tag's
+        #: number and the row of its key in ``words`` (rows in the order the tags came)
         self.hashes = np.zeros(0, np.uint64)
         self.hashed = np.zeros(0, np.intp)
+        self.rows = np.zeros(0, np.intp)
         self.words = np.zeros((256, 1), np.uint64)
+        self.keys = 0
         #: token counts, ``UNCOUNTED`` until the byte-wise count needs them
         self.pieces = np.full(256, UNCOUNTED, np.int64)
         self.alone = np.full(256, UNCOUNTED, np.int64)
@@ -104,7 +108,6 @@ class Vocabulary:
 
         number = len(self.names)
         if number == len(self.pieces):
-            self.words = np.concatenate((self.words, np.zeros_like(self.words)))
             self.pieces = np.concatenate((self.pieces, np.full(number, UNCOUNTED, np.int64)))
             self.alone = np.concatenate((self.alone, np.full(number, UNCOUNTED, np.int64)))
         self.names.append(name)
@@ -138,23 +141,37 @@ class Vocabulary:
                     numbers[position] = known
         return numbers, new
 
-    def find(self, hashes: np.ndarray) -> np.ndarray:
-        """The number of the tag of each hash, -1 where none has that hash."""
+    def find(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The number of the tag of each hash and the row of its key in ``words`` (-1 and -1
+        where no tag has that hash)."""
         import numpy as np
 
         if not len(self.hashes):
-            return np.full(len(hashes), -1, np.intp)
+            none = np.full(len(hashes), -1, np.intp)
+            return none, none
         at = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        return np.where(self.hashes[at] == hashes, self.hashed[at], -1)
+        found = self.hashes[at] == hashes
+        return np.where(found, self.hashed[at], -1), np.where(found, self.rows[at], -1)
 
-    def remember(self, hashes: np.ndarray, numbers: np.ndarray) -> None:
-        """Take the hashes of tags (new to ``find``) and their numbers."""
+    def remember(self, hashes: np.ndarray, numbers: np.ndarray, keys: np.ndarray) -> None:
+        """Take the hashes of tags new to ``find``, their numbers and their keys (a row of
+        words each)."""
         import numpy as np
 
+        end = self.keys + len(hashes)
+        if end > len(self.words):
+            grow = max(end, 2 * len(self.words)) - len(self.words)
+            more = np.zeros((grow, self.words.shape[1]), np.uint64)
+            self.words = np.concatenate((self.words, more))
+        self.widen(keys.shape[1])
+        self.words[self.keys : end, : keys.shape[1]] = keys
+        rows = np.arange(self.keys, end, dtype=np.intp)
+        self.keys = end
         merged = np.concatenate((self.hashes, hashes))
         order = np.argsort(merged)
         self.hashes = merged[order]
         self.hashed = np.concatenate((self.hashed, numbers))[order]
+        self.rows = np.concatenate((self.rows, rows))[order]
 
     def widen(self, width: int) -> None:
         """Room for keys of ``width`` words."""
@@ -293,9 +310,9 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
         if (row[first_of] != row).any():  # unequal tags in one group
             return None
     vocabulary.widen(width)
-    numbers = vocabulary.find(h[firsts])
+    numbers, rows = vocabulary.find(h[firsts])
     known = numbers >= 0
-    stored = vocabulary.words[numbers[known]]
+    stored = vocabulary.words[rows[known]]
     if (stored[:, :width] != words[:, firsts[known]].T).any() or stored[:, width:].any():
         return None  # a tag hashed like another one of the vocabulary
     new: list[tuple[int, int]] = []
@@ -309,8 +326,7 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
                 number = vocabulary.add(name)
                 new.append((number, int(caption[first])))
             numbers[g] = number
-        vocabulary.words[numbers[unknown], :width] = words[:, firsts[unknown]].T
-        vocabulary.remember(h[firsts[unknown]], numbers[unknown])
+        vocabulary.remember(h[firsts[unknown]], numbers[unknown], words[:, firsts[unknown]].T)
     distinct = len(firsts)
     pairs = np.sort(caption * distinct + group)
     twice = pairs[1:] == pairs[:-1]
