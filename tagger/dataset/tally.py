@@ -201,13 +201,6 @@ class Tally:
     each: np.ndarray
     caption: np.ndarray
 
-    def captions_with(self, wanted: np.ndarray) -> list[int]:
-        """The captions with a tag whose number ``wanted`` (a mask over the vocabulary)
-        selects, ascending."""
-        import numpy as np
-
-        return np.unique(self.caption[wanted[self.each]]).tolist()
-
 
 def _keys(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
     """Each tag's bytes as ``width`` little-endian words (zero past its end): tags are
