@@ -98,7 +98,7 @@ def _got(found: tally.Tally, vocabulary: Vocabulary) -> dict:
         "on": list(
             zip([names[n] for n in found.numbers.tolist()], found.counts.tolist(), strict=True)
         ),
-        "new": [(names[n], i) for n, i in found.new],
+        "new": [(names[n], i) for n, i in zip(found.new, found.first, strict=True)],
         "tags": found.tags.tolist(),
         "tokens": found.tokens.tolist(),
         "repeated": found.repeated,
@@ -203,4 +203,4 @@ def test_tags_first_counted_as_strings_keep_their_number() -> None:
     found = counts([b"1girl, solo, cat"], vocabulary, 44)
     assert found is not None
     assert found.numbers.tolist() == [2, 0, 3]
-    assert found.new == [(3, 0)]  # only "cat" is new to the pass
+    assert (found.new, found.first) == ([3], [0])  # only "cat" is new to the pass

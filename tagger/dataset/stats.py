@@ -495,9 +495,11 @@ class _Pass:
             stats.repeated.add(entries[i].relative)
         self._over_limit(entries, tokens)
         self.folder_counts.add(tally.numbers, tally.counts, len(self.vocabulary))
-        first_seen, names = stats.first_seen, self.vocabulary.names
-        for number, i in tally.new:
-            first_seen[names[number]] = entries[i].relative
+        if tally.new:
+            first_seen, names = stats.first_seen, self.vocabulary.names
+            relative = {i: entries[i].relative for i in set(tally.first)}  # one string each
+            for number, i in zip(tally.new, tally.first, strict=True):
+                first_seen[names[number]] = relative[i]
 
     def _cooccurrence(self, entries: list[Entry], each: np.ndarray, caption: np.ndarray) -> None:
         """The tags beside each tag asked about, and its images, from a batch's tags (their
@@ -565,9 +567,12 @@ class _Pass:
         numbers, new = self.vocabulary.numbers(flat)
         if new:  # tags new to the pass: the caption each is first seen on
             ends = list(itertools.accumulate(map(len, once)))
-            first_seen = stats.first_seen
+            first_seen, relative = stats.first_seen, {}
             for position in new:
-                first_seen[flat[position]] = entries[bisect.bisect_right(ends, position)].relative
+                i = bisect.bisect_right(ends, position)
+                if i not in relative:
+                    relative[i] = entries[i].relative  # one string per caption
+                first_seen[flat[position]] = relative[i]
         if numbers:
             found, firsts, times = np.unique(numbers, return_index=True, return_counts=True)
             order = np.argsort(firsts)

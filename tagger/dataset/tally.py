@@ -190,8 +190,9 @@ class Tally:
     #: The distinct tags' numbers in order of first occurrence, and the captions each is on.
     numbers: np.ndarray
     counts: np.ndarray
-    #: For each tag new to the vocabulary: its number and the caption it first occurs in.
-    new: list[tuple[int, int]]
+    #: The tags new to the vocabulary (their numbers) and the caption each first occurs in.
+    new: list[int]
+    first: list[int]
     #: Per caption: tags (a repeated tag counted each time) and CLIP tokens.
     tags: np.ndarray
     tokens: np.ndarray
@@ -290,7 +291,7 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
     total = len(starts)
     if not total:
         none = np.zeros(0, np.intp)
-        return Tally(none, none, [], tags, tags.copy(), [], none, none)
+        return Tally(none, none, [], [], tags, tags.copy(), [], none, none)
     longest = int(lengths.max())
     if longest > LONGEST or total >= 1 << INDEX_BITS:
         return None
@@ -308,7 +309,8 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
     stored = vocabulary.words[rows[known]]
     if (stored[:, :width] != words[:, firsts[known]].T).any() or stored[:, width:].any():
         return None  # a tag hashed like another one of the vocabulary
-    new: list[tuple[int, int]] = []
+    new: list[int] = []
+    seen_on: list[int] = []
     if not known.all():
         unknown = np.flatnonzero(~known)
         for g in unknown.tolist():
@@ -317,7 +319,8 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
             number = vocabulary.ids.get(name)  # counted as a string before
             if number is None:
                 number = vocabulary.add(name)
-                new.append((number, int(caption[first])))
+                new.append(number)
+                seen_on.append(int(caption[first]))
             numbers[g] = number
         vocabulary.remember(h[firsts[unknown]], numbers[unknown], words[:, firsts[unknown]].T)
     distinct = len(firsts)
@@ -332,7 +335,7 @@ def counts(datas: Sequence[bytes], vocabulary: Vocabulary, core: int) -> Tally |
         on = np.bincount(group, minlength=distinct)
     each = numbers[group]
     tokens = _tokens(vocabulary, each, caption, tags, stripped)
-    return Tally(numbers, on, new, tags, tokens, repeated, each, caption)
+    return Tally(numbers, on, new, seen_on, tags, tokens, repeated, each, caption)
 
 
 def _tokens(
