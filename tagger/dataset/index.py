@@ -3,9 +3,9 @@
 The gallery of the tab (and anything else that pages through a dataset) scans the dataset once
 (``DatasetIndex.scan``: each image's entry, caption and tags, one string per distinct tag for
 the whole index: about 1 KB an image with 30 tags) and then answers every filter and page from
-memory; thumbnails come from the disk cache
-(``tagger.dataset.thumbs``), so a page after the first scan costs a look-up per image shown.
-A caption edited through the index (or re-read with ``refresh``) updates it in place.
+memory; thumbnails come from the disk cache (``tagger.dataset.thumbs``), so a page after the
+first scan costs a look-up per image shown. A caption edited through the index (or re-read
+with ``refresh``) updates it in place.
 """
 
 # Paths stay strings here (os.path): a dataset walk handles millions of them.
@@ -68,6 +68,7 @@ class DatasetIndex:
         self.entries, self.captions, self.tags = [], [], []
         self.unreadable.clear()
         self._sizes.clear()
+        self._names.clear()
         walk = iter_entries(
             self.paths,
             extension=self.dataset.caption_extension,
