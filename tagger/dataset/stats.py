@@ -496,10 +496,8 @@ class _Pass:
         self._over_limit(entries, tokens)
         self.folder_counts.add(tally.numbers, tally.counts, len(self.vocabulary))
         if tally.new:
-            first_seen, names = stats.first_seen, self.vocabulary.names
-            relative = {i: entries[i].relative for i in set(tally.first)}  # one string each
-            for number, i in zip(tally.new, tally.first, strict=True):
-                first_seen[names[number]] = relative[i]
+            names = self.vocabulary.names
+            self._first_seen(entries, [names[number] for number in tally.new], tally.first)
 
     def _cooccurrence(self, entries: list[Entry], each: np.ndarray, caption: np.ndarray) -> None:
         """The tags beside each tag asked about, and its images, from a batch's tags (their
@@ -567,19 +565,22 @@ class _Pass:
         numbers, new = self.vocabulary.numbers(flat)
         if new:  # tags new to the pass: the caption each is first seen on
             ends = list(itertools.accumulate(map(len, once)))
-            first_seen, relative = stats.first_seen, {}
-            for position in new:
-                i = bisect.bisect_right(ends, position)
-                if i not in relative:
-                    relative[i] = entries[i].relative  # one string per caption
-                first_seen[flat[position]] = relative[i]
+            captions = [bisect.bisect_right(ends, position) for position in new]
+            self._first_seen(entries, [flat[position] for position in new], captions)
         if numbers:
-            found, firsts, times = np.unique(numbers, return_index=True, return_counts=True)
-            order = np.argsort(firsts)
-            self.folder_counts.add(found[order], times[order], len(self.vocabulary))
+            each = np.array(numbers, np.intp)
+            self.folder_counts.add_each(each, len(self.vocabulary))
             if self.wanted:
                 caption = np.repeat(np.arange(len(once)), list(map(len, once)))
-                self._cooccurrence(entries, np.array(numbers, np.intp), caption)
+                self._cooccurrence(entries, each, caption)
+
+    def _first_seen(self, entries: list[Entry], tags: list[str], captions: list[int]) -> None:
+        """Note where tags new to the pass are first seen (``captions``: an index into
+        ``entries`` for each), with one path string per caption."""
+        first_seen = self.stats.first_seen
+        relative = {i: entries[i].relative for i in set(captions)}
+        for tag, i in zip(tags, captions, strict=True):
+            first_seen[tag] = relative[i]
 
     def _over_limit(self, entries: list[Entry], tokens: list[int]) -> None:
         """Note the captions longer than the token limit."""
