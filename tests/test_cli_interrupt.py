@@ -119,12 +119,13 @@ def test_second_ctrl_c_stops_at_once_and_leaves_whole_files(tmp_path: Path) -> N
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
     reader.start()
     deadline = time.monotonic() + 120
-    while len(list(stopped.glob("*.txt"))) < 4:  # the first batch is written ...
-        assert proc.poll() is None, "the run ended early"
+    while len(list(stopped.glob("*.txt"))) < 4 or len(list(stopped.glob("*.json"))) < 4:
+        assert proc.poll() is None, "the run ended early"  # the first batch is written ...
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    # ... and the second batch's forward is running: two Ctrl-C, the second once the first
-    # reached the process.
+    # ... and the second batch's forward (seconds long) is running: two Ctrl-C, the second
+    # once the first reached the process. (Where else they can land is scripted below.)
+    time.sleep(0.3)
     _interrupt_delivered(proc.pid, deadline)
     _interrupt_delivered(proc.pid, deadline)
     assert proc.wait(timeout=60) == 130
@@ -222,3 +223,80 @@ def test_outside_the_main_thread_the_watch_stands_aside() -> None:
     thread.start()
     thread.join()
     assert seen == [0]
+
+
+SCRIPTED_RUN = """
+import argparse, os, signal, sys, time
+from tagger.cli import common
+
+delay, when = float(sys.argv[1]), sys.argv[2]
+watch = common.InterruptWatch._watch
+def late_watch(self, reader):  # the watcher thread reads the wakeup fd late
+    time.sleep(delay)
+    watch(self, reader)
+common.InterruptWatch._watch = late_watch
+
+def spin():  # Python code: the main thread's handler runs at once
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pass
+    raise SystemExit("not stopped")
+
+class WindingDown:  # the part of a Summary the summary line reads first
+    cancelled = True
+
+    @property
+    def providers(self):  # read first by the summary: the second Ctrl-C lands here
+        os.kill(os.getpid(), signal.SIGINT)
+        spin()
+
+class Run:
+    def run(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        if when == "run":
+            os.kill(os.getpid(), signal.SIGINT)
+            spin()
+        return WindingDown()
+
+args = argparse.Namespace(no_progress=True, top_tags=0)
+common.run_with_progress(lambda **hooks: Run(), 4, args, "interrupt: finishing")
+"""
+
+
+@pytest.mark.parametrize("when", ["run", "summary"])
+@pytest.mark.parametrize("watcher_delay", [0.0, 3.0])
+def test_the_second_ctrl_c_stops_at_once_wherever_it_lands(watcher_delay: float, when: str) -> None:
+    """Two races, scripted: the main thread's handler can see the second SIGINT before the
+    watcher thread reads it (``watcher_delay``), and the second can land while a cancelled run
+    winds down (``summary``). Each stops at once, with the one line and status 130."""
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPTED_RUN, str(watcher_delay), when],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.count("tagger: stopped at once") == 1, proc.stderr
+    assert proc.stderr.startswith("interrupt: finishing\n"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "interrupted:" not in proc.stderr  # no summary
+    if watcher_delay:  # the main thread stopped it, without waiting for the late watcher
+        assert time.monotonic() - started < watcher_delay
+
+
+def test_fire_runs_on_second_once_from_any_thread() -> None:
+    from tagger.cli.common import InterruptWatch
+
+    calls: list[str] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    watch = InterruptWatch(lambda: calls.append(threading.current_thread().name))
+    try:
+        threads = [threading.Thread(target=watch.fire, name=f"t{i}") for i in range(8)]
+        for thread in threads:
+            thread.start()
+        watch.fire()
+        for thread in threads:
+            thread.join()
+    finally:
+        watch.stop()
+        signal.signal(signal.SIGINT, previous)
+    assert len(calls) == 1

@@ -621,15 +621,19 @@ def run_with_progress(
     """
     bar = _Bar(total, enabled=not args.no_progress)
     cancel = threading.Event()
+    finished = threading.Event()
     watch = InterruptWatch(lambda: stop_at_once(bar))
 
     def interrupted(signum: int, frame: Any) -> None:
-        if not cancel.is_set():
+        if not cancel.is_set() and not finished.is_set():
             bar.write(on_interrupt)
             cancel.set()
-        elif watch.seen < 2:  # the watcher missed it (no wakeup fd): stop from here
-            raise KeyboardInterrupt
+        else:  # a second Ctrl-C, or one during the summary: stop now
+            watch.fire()
 
+    # The handler and the watcher stay until the summary and the frequency file are written:
+    # a second Ctrl-C that lands while a cancelled run winds down still stops it at once
+    # instead of meeting Python's default handler half-way through the summary.
     previous = signal.signal(signal.SIGINT, interrupted)
     try:
         run = make_run(
@@ -639,12 +643,14 @@ def run_with_progress(
             total=total,
         )
         summary = run.run()
+        finished.set()
+        bar.close()
+        print_summary(summary, args.top_tags)
+        importlib.import_module("tagger.cli.families").write_frequencies(args, summary)
     finally:
         signal.signal(signal.SIGINT, previous)
         watch.stop()
         bar.close()
-    print_summary(summary, args.top_tags)
-    importlib.import_module("tagger.cli.families").write_frequencies(args, summary)
     if summary.cancelled:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed_count else EXIT_OK
@@ -678,11 +684,16 @@ class InterruptWatch:
     waits for the decode threads. The signal module's wakeup fd is written by the C-level
     handler at once: a thread reading it sees each signal when it arrives. ``seen`` counts the
     SIGINTs it saw (it stays 0 where no wakeup fd can be set, outside the main thread).
+
+    The main thread's own handler may see the second SIGINT before this thread has read it
+    (when the main thread was running Python code): both call ``fire``, which runs
+    ``on_second`` once, whoever comes first.
     """
 
     def __init__(self, on_second: Callable[[], None]) -> None:
         self.seen = 0
         self._on_second = on_second
+        self._fired = threading.Lock()
         self._writer: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._previous = -1
@@ -715,8 +726,13 @@ class InterruptWatch:
                     return
                 self.seen += data.count(int(signal.SIGINT))
                 if self.seen >= 2:
-                    self._on_second()
+                    self.fire()
                     return
+
+    def fire(self) -> None:
+        """Run ``on_second``, the first time only (from any thread; never waits)."""
+        if self._fired.acquire(blocking=False):
+            self._on_second()
 
     def stop(self) -> None:
         """Stop watching and put the previous wakeup fd back."""
